@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/certctl/certctl/ca"
+	"github.com/certctl/certctl/issuance"
+	"github.com/certctl/certctl/keys"
+)
+
+const defaultCAName = "certctl Internal CA"
+
+// defaultRootValidity: ten years. The root only signs intermediates and can
+// be kept offline, so a long life costs little; the intermediate (5 years,
+// profile "intermediate") does the daily signing.
+const defaultRootValidity = 10 * 365 * 24 * time.Hour
+
+const initDoc = `Create a root CA and an issuing intermediate in DIR, and record both
+certificates in the certificate database.
+
+Writes DIR/certctl.yaml (unless present: an existing file is used as is),
+root.crt, root.key, intermediate.crt and intermediate.key (keys mode 0600).
+Only the intermediate key is used to issue: root.key may be moved offline
+afterwards. With a postgres:// --db the schema is migrated first.`
+
+func cmdInit(ctx context.Context, e *env, args []string) (err error) {
+	fs := newFlagSet(e, "init", "", initDoc)
+	var c common
+	c.register(fs, e)
+	keyType := fs.String("key-type", "", "key `TYPE` for root and intermediate: "+joinKeyTypes()+" (default ecdsa-p256, or ca.key_type from certctl.yaml)")
+	name := fs.String("name", "", "CA `NAME`: the root's common name; the intermediate is \"NAME Intermediate\" (default \""+defaultCAName+"\")")
+	jsonOut := fs.Bool("json", false, "print the result as JSON")
+	verbose := fs.Bool("verbose", false, "log progress to stderr")
+	if err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("init takes no arguments, got %q", fs.Args())
+	}
+	log := newLogger(e, *verbose)
+
+	for _, f := range []string{intermediateCertFile, intermediateKeyFile, rootCertFile, rootKeyFile} {
+		if _, err := os.Stat(c.path(f)); err == nil {
+			return fmt.Errorf("%s already holds a CA (%s exists): use another --dir, or remove the directory to start over", c.dir, f)
+		}
+	}
+	_, statErr := os.Stat(c.dir)
+	dirExisted := statErr == nil
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", c.dir, err)
+	}
+	// On failure leave nothing behind that this init created: a directory
+	// it made, or the embedded database it started.
+	dbPath := c.path(sqliteFile)
+	_, statErr = os.Stat(dbPath)
+	dbExisted := statErr == nil
+	defer func() {
+		if err == nil {
+			return
+		}
+		if !dirExisted {
+			os.RemoveAll(c.dir)
+			return
+		}
+		if !dbExisted {
+			for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+				os.Remove(dbPath + suffix)
+			}
+		}
+	}()
+
+	cfg, writeConfig, err := initConfig(&c, *name, *keyType)
+	if err != nil {
+		return err
+	}
+	if writeConfig && c.db != "" {
+		// Remember the database so later commands need no --db.
+		cfg.Database = c.db
+	}
+	kt, err := keys.ParseKeyType(cfg.CA.KeyType)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	profiles, err := buildProfiles(cfg)
+	if err != nil {
+		return err
+	}
+	interProfile, ok := profiles["intermediate"]
+	if !ok || !interProfile.IsCA() {
+		return fmt.Errorf("%s: init needs a CA profile named \"intermediate\"", configFile)
+	}
+	st, err := openStore(ctx, c.dbURL(cfg), true, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	// Everything is made and recorded in the database before any file is
+	// written: a failure leaves no half-made CA directory behind.
+	log.Info("generating root key", "type", kt)
+	rootKey, err := keys.Generate(kt)
+	if err != nil {
+		return err
+	}
+	rootValidity := time.Duration(cfg.CA.RootValidity)
+	if rootValidity == 0 {
+		rootValidity = defaultRootValidity
+	}
+	now := time.Now()
+	root, err := ca.CreateRoot(ctx, st, rootKey, issuance.RootConfig{
+		CommonName: cfg.CA.Name,
+		Validity:   rootValidity,
+		MaxPathLen: 1, // root -> intermediate -> leaf
+	}, "cli:init", now, nil)
+	if err != nil {
+		return err
+	}
+	rootIssuer, err := issuance.NewIssuer(root, rootKey, issuance.IssuerConfig{})
+	if err != nil {
+		return err
+	}
+	log.Info("generating intermediate key", "type", kt)
+	interKey, err := keys.Generate(kt)
+	if err != nil {
+		return err
+	}
+	rootCA, err := ca.New(rootIssuer, nil, map[string]*issuance.Profile{"intermediate": interProfile}, st, ca.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	req := &issuance.Request{PublicKey: interKey.Public()}
+	req.Subject.CommonName = cfg.CA.Name + " Intermediate"
+	inter, err := rootCA.Issue(ctx, ca.Request{Profile: "intermediate", Request: req, Requester: "cli:init"})
+	if err != nil {
+		return fmt.Errorf("issue intermediate: %w", err)
+	}
+
+	w := &fileWriter{}
+	if err := w.writeAll(c, cfg, writeConfig, rootKey, interKey, root.Raw, inter.DER); err != nil {
+		w.rollback()
+		return err
+	}
+
+	rootFP := sha256.Sum256(root.Raw)
+	if *jsonOut {
+		return writeJSON(e.stdout, map[string]any{
+			"dir":                     c.dir,
+			"database":                redact(c.dbURL(cfg)),
+			"root_certificate":        c.path(rootCertFile),
+			"root_key":                c.path(rootKeyFile),
+			"root_serial":             hex.EncodeToString(root.SerialNumber.Bytes()),
+			"root_sha256":             hex.EncodeToString(rootFP[:]),
+			"intermediate_certificate": c.path(intermediateCertFile),
+			"intermediate_key":        c.path(intermediateKeyFile),
+			"intermediate_serial":     hex.EncodeToString(inter.Serial.Bytes()),
+			"key_type":                string(kt),
+		})
+	}
+	fmt.Fprintf(e.stdout, `Created CA %q (%s) in %s
+  root:         %s (SHA-256 %s)
+  intermediate: %s
+  database:     %s
+The root key (%s) is not needed for issuing: keep it offline.
+Next: certctl issue --dir %s --cn NAME.internal
+`, cfg.CA.Name, kt, c.dir, c.path(rootCertFile), hex.EncodeToString(rootFP[:]), c.path(intermediateCertFile),
+		redact(c.dbURL(cfg)), c.path(rootKeyFile), c.dir)
+	return nil
+}
+
+// initConfig loads DIR/certctl.yaml or builds the default one; flags given
+// on the command line override the CA name and key type.
+func initConfig(c *common, name, keyType string) (cfg *Config, write bool, err error) {
+	b, err := os.ReadFile(c.path(configFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		cfg, write = defaultConfig(defaultCAName, string(keys.ECDSAP256)), true
+	case err != nil:
+		return nil, false, fmt.Errorf("read config: %w", err)
+	default:
+		if cfg, err = parseConfig(c.path(configFile), b); err != nil {
+			return nil, false, err
+		}
+	}
+	if name != "" {
+		cfg.CA.Name = name
+	}
+	if cfg.CA.Name == "" {
+		cfg.CA.Name = defaultCAName
+	}
+	if keyType != "" {
+		cfg.CA.KeyType = keyType
+	}
+	if cfg.CA.KeyType == "" {
+		cfg.CA.KeyType = string(keys.ECDSAP256)
+	}
+	// An existing file is never rewritten (it may carry the operator's
+	// comments); the flags then apply to this init only.
+	return cfg, write, nil
+}
+
+// fileWriter writes the CA files and can remove what it wrote.
+type fileWriter struct{ written []string }
+
+func (w *fileWriter) writeAll(c common, cfg *Config, writeConfig bool, rootKey, interKey crypto.Signer, rootDER, interDER []byte) error {
+	if err := w.key(c.path(rootKeyFile), rootKey); err != nil {
+		return err
+	}
+	if err := w.key(c.path(intermediateKeyFile), interKey); err != nil {
+		return err
+	}
+	if err := w.file(c.path(rootCertFile), pemCert(rootDER), 0o644); err != nil {
+		return err
+	}
+	if err := w.file(c.path(intermediateCertFile), pemCert(interDER), 0o644); err != nil {
+		return err
+	}
+	if writeConfig {
+		b, err := marshalConfig(cfg)
+		if err != nil {
+			return err
+		}
+		// 0600: the database URL may carry a password.
+		if err := w.replace(c.path(configFile), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *fileWriter) key(path string, k crypto.Signer) error {
+	if err := keys.WriteFile(path, k); err != nil {
+		return err
+	}
+	w.written = append(w.written, path)
+	return nil
+}
+
+func (w *fileWriter) file(path string, data []byte, mode os.FileMode) error {
+	if err := writeFileExcl(path, data, mode); err != nil {
+		return err
+	}
+	w.written = append(w.written, path)
+	return nil
+}
+
+// replace writes a file that may exist (the config), atomically.
+func (w *fileWriter) replace(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func (w *fileWriter) rollback() {
+	for _, p := range w.written {
+		os.Remove(p)
+	}
+}
+
+// writeFileExcl creates path (it must not exist), writes and syncs it.
+func writeFileExcl(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s already exists: refusing to overwrite it", path)
+		}
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func writeJSON(w interface{ Write([]byte) (int, error) }, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func joinKeyTypes() string {
+	out := ""
+	for i, t := range keys.KeyTypes() {
+		if i > 0 {
+			out += ", "
+		}
+		out += t
+	}
+	return out
+}

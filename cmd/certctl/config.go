@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/certctl/certctl/issuance"
+)
+
+// File layout inside --dir. Later issues and users rely on these names.
+const (
+	configFile           = "certctl.yaml"
+	rootCertFile         = "root.crt"
+	rootKeyFile          = "root.key"
+	intermediateCertFile = "intermediate.crt"
+	intermediateKeyFile  = "intermediate.key"
+	sqliteFile           = "certctl.db"
+	defaultDir           = "./certctl-data"
+	maxConfigSize        = 1 << 20
+)
+
+// Config is certctl.yaml. Unknown fields are an error naming field and line.
+type Config struct {
+	CA       CAConfig                          `yaml:"ca"`
+	Database string                            `yaml:"database,omitempty"`
+	URLs     issuance.IssuerConfig             `yaml:"urls,omitempty"`
+	Profiles map[string]issuance.ProfileConfig `yaml:"profiles,omitempty"`
+}
+
+// CAConfig names the CA and its keys.
+type CAConfig struct {
+	Name    string `yaml:"name"`
+	KeyType string `yaml:"key_type,omitempty"`
+	// RootValidity and IntermediateValidity apply at `certctl init`.
+	RootValidity issuance.Duration `yaml:"root_validity,omitempty"`
+}
+
+// common holds the flags every command that touches the CA takes.
+type common struct {
+	dir string
+	db  string
+}
+
+func (c *common) register(fs *flag.FlagSet, e *env) {
+	def := e.getenv("CERTCTL_DIR")
+	if def == "" {
+		def = defaultDir
+	}
+	fs.StringVar(&c.dir, "dir", def, "`DIR` holding certctl.yaml, keys and the embedded database (env CERTCTL_DIR)")
+	fs.StringVar(&c.db, "db", e.getenv("CERTCTL_DB"), "certificate database `URL`: postgres://… or sqlite:PATH (env CERTCTL_DB; default: database in certctl.yaml, else sqlite in DIR)")
+}
+
+func (c *common) path(name string) string { return filepath.Join(c.dir, name) }
+
+// dbURL resolves the database: --db, then the config file, then the
+// embedded default in DIR.
+func (c *common) dbURL(cfg *Config) string {
+	if c.db != "" {
+		return c.db
+	}
+	if cfg != nil && cfg.Database != "" {
+		if p, ok := strings.CutPrefix(cfg.Database, "sqlite:"); ok && !filepath.IsAbs(p) {
+			return "sqlite:" + c.path(p)
+		}
+		return cfg.Database
+	}
+	return "sqlite:" + c.path(sqliteFile)
+}
+
+// loadConfig reads DIR/certctl.yaml strictly.
+func (c *common) loadConfig() (*Config, error) {
+	p := c.path(configFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no CA in %s (%s not found): run `certctl init --dir %s` first, or pass --dir", c.dir, configFile, c.dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return parseConfig(p, b)
+}
+
+func parseConfig(name string, b []byte) (*Config, error) {
+	if len(b) > maxConfigSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, maxConfigSize)
+	}
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg = strings.ReplaceAll(strings.TrimPrefix(msg, "unmarshal errors:\n"), "\n", ";")
+		return nil, fmt.Errorf("%s: %s: fix the file (see `certctl init --help` for the layout)", name, strings.TrimSpace(msg))
+	}
+	if len(cfg.Profiles) == 0 {
+		return nil, fmt.Errorf("%s: no profiles defined: add a profiles: section", name)
+	}
+	return &cfg, nil
+}
+
+// buildProfiles validates every profile in the config.
+func buildProfiles(cfg *Config) (map[string]*issuance.Profile, error) {
+	out := make(map[string]*issuance.Profile, len(cfg.Profiles))
+	for name, pc := range cfg.Profiles {
+		p, err := issuance.NewProfile(name, pc)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", configFile, err)
+		}
+		out[name] = p
+	}
+	return out, nil
+}
+
+const configHeader = `# certctl configuration. Unknown fields are an error.
+#
+# ca.name:        subject of the root ("<name> Root") and intermediate ("<name> Intermediate")
+# ca.key_type:    ecdsa-p256 (default), ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519
+# database:       certificate database; sqlite:FILE (relative to this directory) or
+#                 postgres://user@host:5432/db (run 'certctl db migrate' once)
+# urls:           written into every issued certificate: AIA OCSP (ocsp), AIA caIssuers
+#                 (issuing_certificate) and CRL distribution points (crl)
+# profiles:       signing profiles. validity/backdate take Go durations or days ("30d").
+#                 names.dns patterns: "a.internal" exact, "*.svc.internal" one label,
+#                 "**.internal" one or more labels. names.ip: CIDRs. Wildcard certificate
+#                 names need allow_wildcard_names: true.
+`
+
+// defaultConfig is what `certctl init` writes when DIR has no config.
+func defaultConfig(name, keyType string) *Config {
+	return &Config{
+		CA:       CAConfig{Name: name, KeyType: keyType},
+		Database: "sqlite:" + sqliteFile,
+		URLs: issuance.IssuerConfig{
+			// The plain-HTTP address `certctl serve` uses for OCSP, CRLs and the
+			// CA certificate (its --http-addr default).
+			OCSPServers:           []string{"http://127.0.0.1:8080/ocsp"},
+			IssuingCertificateURL: []string{"http://127.0.0.1:8080/ca.crt"},
+			CRLDistributionPoints: []string{"http://127.0.0.1:8080/crl"},
+		},
+		Profiles: issuance.DefaultProfiles(),
+	}
+}
+
+func marshalConfig(cfg *Config) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString(configHeader)
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(cfg); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return buf.Bytes(), nil
+}

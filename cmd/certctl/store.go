@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/certctl/certctl/ca"
+	"github.com/certctl/certctl/certdb"
+	"github.com/certctl/certctl/certdb/postgres"
+	"github.com/certctl/certctl/certdb/sqlite"
+	"github.com/certctl/certctl/issuance"
+	"github.com/certctl/certctl/keys"
+)
+
+// store is a certdb.Store that can also migrate its schema.
+type store interface {
+	certdb.Store
+	Migrate(ctx context.Context) error
+	CheckSchema(ctx context.Context) error
+}
+
+// connectTimeout bounds how long a command waits for an unreachable database.
+const connectTimeout = 10 * time.Second
+
+// openStore opens the database named by rawURL. The embedded SQLite store is
+// migrated on open (zero set-up); PostgreSQL must be migrated explicitly with
+// `certctl db migrate` (or by `certctl init`) unless migrate is true.
+func openStore(ctx context.Context, rawURL string, migrate bool, log *slog.Logger) (store, error) {
+	var (
+		st  store
+		err error
+	)
+	switch {
+	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
+		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		defer cancel()
+		st, err = postgres.Open(cctx, rawURL, postgres.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("cannot use database %s: %w\ncheck --db (or database: in %s) and that the server is running", redact(rawURL), err, configFile)
+		}
+	case strings.HasPrefix(rawURL, "sqlite:"):
+		p := strings.TrimPrefix(rawURL, "sqlite:")
+		p = strings.TrimPrefix(p, "//")
+		if p == "" {
+			return nil, usageError("database %q: sqlite: needs a file path (sqlite:PATH)", rawURL)
+		}
+		if dir := filepath.Dir(p); dir != "" {
+			if _, serr := os.Stat(dir); serr != nil {
+				return nil, fmt.Errorf("database %s: directory %s does not exist: run `certctl init` or create it", rawURL, dir)
+			}
+		}
+		st, err = sqlite.Open(ctx, p, sqlite.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("cannot open database %s: %w", rawURL, err)
+		}
+		migrate = true
+	default:
+		return nil, usageError("database %q: unsupported URL: use postgres://user@host:port/db or sqlite:PATH", redact(rawURL))
+	}
+	if migrate {
+		err = st.Migrate(ctx)
+	} else {
+		err = st.CheckSchema(ctx)
+	}
+	if err != nil {
+		st.Close()
+		if errors.Is(err, certdb.ErrSchema) {
+			return nil, fmt.Errorf("database %s: %w", redact(rawURL), err)
+		}
+		return nil, fmt.Errorf("database %s: %w", redact(rawURL), err)
+	}
+	return st, nil
+}
+
+// redact hides a password in a database URL.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// loadedCA is the CA as the CLI commands use it.
+type loadedCA struct {
+	cfg   *Config
+	store store
+	ca    *ca.CA
+	root  *x509.Certificate
+	inter *x509.Certificate
+}
+
+func (l *loadedCA) Close() error { return l.store.Close() }
+
+// loadCA reads the config, the intermediate key and certificates, and opens
+// the store. The root key is not read: it may be offline.
+func loadCA(ctx context.Context, c *common, log *slog.Logger) (*loadedCA, error) {
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	profiles, err := buildProfiles(cfg)
+	if err != nil {
+		return nil, err
+	}
+	root, err := readCert(c.path(rootCertFile))
+	if err != nil {
+		return nil, err
+	}
+	inter, err := readCert(c.path(intermediateCertFile))
+	if err != nil {
+		return nil, err
+	}
+	signer, err := keys.LoadFile(c.path(intermediateKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("load intermediate key: %w", err)
+	}
+	iss, err := issuance.NewIssuer(inter, signer, cfg.URLs)
+	if err != nil {
+		return nil, fmt.Errorf("load issuer: %w", err)
+	}
+	st, err := openStore(ctx, c.dbURL(cfg), false, log)
+	if err != nil {
+		return nil, err
+	}
+	authority, err := ca.New(iss, [][]byte{inter.Raw}, profiles, st, ca.WithLogger(log))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &loadedCA{cfg: cfg, store: st, ca: authority, root: root, inter: inter}, nil
+}
+
+func readCert(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s not found: is this a CA directory? run `certctl init` first, or pass --dir", path)
+		}
+		return nil, fmt.Errorf("read certificate: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s: no PEM CERTIFICATE block", path)
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cert, nil
+}
+
+func pemCert(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func pemChain(ders [][]byte) []byte {
+	var out []byte
+	for _, d := range ders {
+		out = append(out, pemCert(d)...)
+	}
+	return out
+}
+
+// newLogger returns the CLI's structured logger: warnings and errors to
+// stderr unless --verbose.
+func newLogger(e *env, verbose bool) *slog.Logger {
+	lvl := slog.LevelWarn
+	if verbose {
+		lvl = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,8 +34,8 @@ const issueDoc = `Generate a private key and issue a certificate for it.
 
 Writes PREFIX.crt (leaf, then intermediate) and PREFIX.key (mode 0600) and
 prints the serial (hex). PREFIX defaults to the common name.
-Without --san, a common name that looks like a host name (contains a dot, or
-is localhost) or an IP address is also used as the subject alternative name.`
+A common name that looks like a host name (contains a dot, or is localhost)
+or an IP address is also added as a subject alternative name.`
 
 func cmdIssue(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "issue", "", issueDoc)
@@ -72,8 +73,10 @@ func cmdIssue(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	names := []string(sans)
-	if len(names) == 0 && looksLikeHost(*cn) {
-		names = []string{*cn}
+	if looksLikeHost(*cn) && !slices.Contains(names, *cn) {
+		// RFC 6125 §6.4.4: clients match SANs, not the CN; a host-name CN
+		// must be a SAN too.
+		names = append([]string{*cn}, names...)
 	}
 	req := &issuance.Request{}
 	req.Subject.CommonName = *cn
@@ -246,8 +249,8 @@ func looksLikeHost(cn string) bool {
 }
 
 // requester names the CLI user in certdb and audit logs.
-func requester(e) string {
-	u := os.Getenv("USER")
+func requester(e *env) string {
+	u := e.getenv("USER")
 	if u == "" {
 		u = fmt.Sprint(os.Getuid())
 	}

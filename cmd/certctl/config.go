@@ -96,6 +96,9 @@ func parseConfig(name string, b []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
+		if loc := locateProfileError(b); loc != "" {
+			return nil, fmt.Errorf("%s: %s: %v: fix the file", name, loc, err)
+		}
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
 		msg = strings.ReplaceAll(strings.TrimPrefix(msg, "unmarshal errors:\n"), "\n", ";")
 		return nil, fmt.Errorf("%s: %s: fix the file (see `certctl init --help` for the layout)", name, strings.TrimSpace(msg))
@@ -104,6 +107,30 @@ func parseConfig(name string, b []byte) (*Config, error) {
 		return nil, fmt.Errorf("%s: no profiles defined: add a profiles: section", name)
 	}
 	return &cfg, nil
+}
+
+// locateProfileError finds which profile (and line) a value error comes
+// from: errors from a field's UnmarshalText (a bad duration, say) carry no
+// position of their own.
+func locateProfileError(b []byte) string {
+	var root yaml.Node
+	if yaml.Unmarshal(b, &root) != nil || len(root.Content) == 0 {
+		return ""
+	}
+	doc := root.Content[0]
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value != "profiles" {
+			continue
+		}
+		profiles := doc.Content[i+1]
+		for j := 0; j+1 < len(profiles.Content); j += 2 {
+			var pc issuance.ProfileConfig
+			if err := profiles.Content[j+1].Decode(&pc); err != nil {
+				return fmt.Sprintf("profile %q (line %d)", profiles.Content[j].Value, profiles.Content[j].Line)
+			}
+		}
+	}
+	return ""
 }
 
 // buildProfiles validates every profile in the config.
@@ -121,7 +148,7 @@ func buildProfiles(cfg *Config) (map[string]*issuance.Profile, error) {
 
 const configHeader = `# certctl configuration. Unknown fields are an error.
 #
-# ca.name:        subject of the root ("<name> Root") and intermediate ("<name> Intermediate")
+# ca.name:        common name of the root; the intermediate is "<name> Intermediate"
 # ca.key_type:    ecdsa-p256 (default), ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519
 # database:       certificate database; sqlite:FILE (relative to this directory) or
 #                 postgres://user@host:5432/db (run 'certctl db migrate' once)

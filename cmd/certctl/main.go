@@ -20,25 +20,26 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, errReported) && !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "certctl:", err)
-		}
-		if errors.Is(err, errUsage) {
-			os.Exit(2)
-		}
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		os.Exit(1)
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode prints err (if any) and returns the process exit status:
+// 0 success or --help, 2 command-line mistakes, 1 anything else.
+func exitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(stderr, "certctl:", err)
+		return 2
 	}
+	fmt.Fprintln(stderr, "certctl:", err)
+	return 1
 }
 
 var (
 	// errUsage marks command-line mistakes (exit status 2).
 	errUsage = errors.New("usage error")
-	// errReported: the message was already printed.
-	errReported = errors.New("error already reported")
 )
 
 // usageError wraps a message so that main exits with status 2.
@@ -154,7 +155,12 @@ func newFlagSet(e *env, name, argsUsage, doc string) *flag.FlagSet {
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintf(out, "Usage: certctl %s [flags]%s\n\n%s\n\nFlags:\n", name, argsUsage, strings.TrimSpace(doc))
+		// Print flags as --name, the way the docs write them.
+		var b strings.Builder
+		fs.SetOutput(&b)
 		fs.PrintDefaults()
+		fs.SetOutput(out)
+		fmt.Fprint(out, strings.TrimPrefix(strings.ReplaceAll("\n"+b.String(), "\n  -", "\n  --"), "\n"))
 	}
 	return fs
 }

@@ -51,11 +51,7 @@ func (w withPostgres) Run() int {
 func TestMain(m *testing.M) {
 	testscript.Main(withPostgres{m}, map[string]func(){
 		"certctl": func() {
-			ctx := context.Background()
-			if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-				fmt.Fprintln(os.Stderr, "certctl:", err)
-				os.Exit(1)
-			}
+			os.Exit(exitCode(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr), os.Stderr))
 		},
 	})
 }

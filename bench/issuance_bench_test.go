@@ -54,7 +54,7 @@ func postgresCluster(b *testing.B) *pkitest.Postgres {
 // discardStore records nothing: it measures the CA without a database.
 type discardStore struct{}
 
-func (discardStore) ReserveSerial(context.Context, *certdb.Reservation) error { return nil }
+func (discardStore) ReserveSerial(context.Context, *certdb.Reservation) error  { return nil }
 func (discardStore) AddCertificate(context.Context, *certdb.Certificate) error { return nil }
 
 // newCA builds a root and an intermediate in memory and a CA over st.

@@ -153,16 +153,16 @@ func cmdInit(ctx context.Context, e *env, args []string) (err error) {
 	rootFP := sha256.Sum256(root.Raw)
 	if *jsonOut {
 		return writeJSON(e.stdout, map[string]any{
-			"dir":                     c.dir,
-			"database":                redact(c.dbURL(cfg)),
-			"root_certificate":        c.path(rootCertFile),
-			"root_key":                c.path(rootKeyFile),
-			"root_serial":             hex.EncodeToString(root.SerialNumber.Bytes()),
-			"root_sha256":             hex.EncodeToString(rootFP[:]),
+			"dir":                      c.dir,
+			"database":                 redact(c.dbURL(cfg)),
+			"root_certificate":         c.path(rootCertFile),
+			"root_key":                 c.path(rootKeyFile),
+			"root_serial":              hex.EncodeToString(root.SerialNumber.Bytes()),
+			"root_sha256":              hex.EncodeToString(rootFP[:]),
 			"intermediate_certificate": c.path(intermediateCertFile),
-			"intermediate_key":        c.path(intermediateKeyFile),
-			"intermediate_serial":     hex.EncodeToString(inter.Serial.Bytes()),
-			"key_type":                string(kt),
+			"intermediate_key":         c.path(intermediateKeyFile),
+			"intermediate_serial":      hex.EncodeToString(inter.Serial.Bytes()),
+			"key_type":                 string(kt),
 		})
 	}
 	fmt.Fprintf(e.stdout, `Created CA %q (%s) in %s

@@ -302,4 +302,3 @@ func cmdDB(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "database %s is up to date\n", redact(url))
 	return nil
 }
-

@@ -265,9 +265,9 @@ func (i *Issuer) Issue(t *Token) (der []byte, err error) {
 	if !bytes.Equal(cert.RawTBSCertificate, t.lintTBS) {
 		return nil, fmt.Errorf("issuance: issue serial %x: signed TBSCertificate differs from the linted one; certificate discarded", serial)
 	}
-	if err := cert.CheckSignatureFrom(i.cert); err != nil {
-		return nil, fmt.Errorf("issuance: issue serial %x: signature does not verify: %w", serial, err)
-	}
+	// No second signature check here: x509.CreateCertificate already
+	// verified the signature against signer.Public(), which NewIssuer
+	// checked equals the issuer certificate's key.
 	return der, nil
 }
 
@@ -637,6 +637,13 @@ func privateRegistry() (lint.Registry, error) {
 			lint.CABFBaselineRequirements, lint.CABFEVGuidelines, lint.CABFSMIMEBaselineRequirements,
 			lint.CABFCSBaselineRequirements, lint.MozillaRootStorePolicy, lint.AppleRootStorePolicy,
 			lint.ChromeRootStorePolicy, lint.EtsiEsi,
+		},
+		ExcludeNames: []string{
+			// Verifies every certificate's signature against the key of one
+			// compromised public CA (a P-384 verification: 85% of issuance CPU
+			// when measured). Our certificates are signed by our own issuer,
+			// whose key NewIssuer has checked, so it cannot fire.
+			"e_cert_issued_by_compromised_emudhra_ca",
 		},
 	})
 	if err != nil {

@@ -1,0 +1,141 @@
+package certdb_test
+
+import (
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certctl/certctl/certdb"
+)
+
+func TestParseSerial(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string // hex from SerialHex, "" = error
+	}{
+		{"01", "01"},
+		{"0x0a0b", "0a0b"},
+		{"0A:0B", "0a0b"},
+		{" 7f ", "7f"},
+		{"4bf226bf12d8108c7e1655426d819ac938580ea6", "4bf226bf12d8108c7e1655426d819ac938580ea6"},
+		{"ffffffffffffffffffffffffffffffffffffffff", "ffffffffffffffffffffffffffffffffffffffff"},
+		{"", ""},
+		{"00", ""},
+		{"-01", ""},
+		{"zz", ""},
+		{"0x", ""},
+		{"0100000000000000000000000000000000000000ff", ""}, // 21 octets
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := certdb.ParseSerial(tt.in)
+			if tt.want == "" {
+				if err == nil || !errors.Is(err, certdb.ErrInvalid) {
+					t.Fatalf("ParseSerial(%q) = %v, %v; want ErrInvalid", tt.in, got, err)
+				}
+				return
+			}
+			if err != nil || certdb.SerialHex(got) != tt.want {
+				t.Fatalf("ParseSerial(%q) = %v, %v; want %s", tt.in, certdb.SerialHex(got), err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzParseSerial: serials come from users and API callers. Whatever parses
+// is positive, at most 20 octets, and round-trips through SerialHex.
+func FuzzParseSerial(f *testing.F) {
+	for _, s := range []string{"01", "0x7f", "de:ad:be:ef", "", "-1", "ffffffffffffffffffffffffffffffffffffffff", "0x-1", "+1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := certdb.ParseSerial(s)
+		if err != nil {
+			if !errors.Is(err, certdb.ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		if n.Sign() <= 0 || len(n.Bytes()) > 20 {
+			t.Fatalf("ParseSerial(%q) = %x: not positive or > 20 octets", s, n)
+		}
+		back, err := certdb.ParseSerial(certdb.SerialHex(n))
+		if err != nil || back.Cmp(n) != 0 {
+			t.Fatalf("round trip of %q: %v, %v", s, back, err)
+		}
+	})
+}
+
+func TestParseReason(t *testing.T) {
+	for _, name := range certdb.ReasonNames() {
+		r, err := certdb.ParseReason(name)
+		if err != nil || r.String() != name || !r.Valid() {
+			t.Fatalf("ParseReason(%q) = %v, %v", name, r, err)
+		}
+		if r2, err := certdb.ParseReason(strings.ToUpper(name)); err != nil || r2 != r {
+			t.Fatalf("ParseReason is case-sensitive for %q", name)
+		}
+	}
+	if r, err := certdb.ParseReason("1"); err != nil || r != certdb.ReasonKeyCompromise {
+		t.Fatalf("ParseReason(\"1\") = %v, %v", r, err)
+	}
+	for _, bad := range []string{"7", "bogus", "", "11"} {
+		if _, err := certdb.ParseReason(bad); !errors.Is(err, certdb.ErrInvalid) {
+			t.Fatalf("ParseReason(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+	if certdb.Reason(7).Valid() {
+		t.Fatal("reason 7 is unused in RFC 5280")
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	for _, st := range []certdb.Status{certdb.StatusReserved, certdb.StatusValid, certdb.StatusRevoked} {
+		got, err := certdb.ParseStatus(st.String())
+		if err != nil || got != st {
+			t.Fatalf("ParseStatus(%q) = %v, %v", st.String(), got, err)
+		}
+	}
+	if _, err := certdb.ParseStatus("expired"); !errors.Is(err, certdb.ErrInvalid) {
+		t.Fatalf("expired is derived, not stored: %v", err)
+	}
+}
+
+func TestQueryValidate(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name string
+		q    certdb.Query
+		ok   bool
+	}{
+		{"zero", certdb.Query{}, true},
+		{"expiry with now", certdb.Query{Expiry: certdb.ExpiryExpired, Now: now}, true},
+		{"expiry without now", certdb.Query{Expiry: certdb.ExpiryUnexpired}, false},
+		{"bad expiry", certdb.Query{Expiry: 7, Now: now}, false},
+		{"bad status", certdb.Query{Status: 9}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.q.Validate()
+			if (err == nil) != tt.ok || (err != nil && !errors.Is(err, certdb.ErrInvalid)) {
+				t.Fatalf("Validate() = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+	if got := (certdb.Query{Limit: 5000}).EffectiveLimit(); got != certdb.MaxLimit {
+		t.Fatalf("EffectiveLimit caps at %d, got %d", certdb.MaxLimit, got)
+	}
+	if got := (certdb.Query{}).EffectiveLimit(); got != certdb.DefaultLimit {
+		t.Fatalf("default limit %d", got)
+	}
+}
+
+func TestExpired(t *testing.T) {
+	now := time.Now()
+	c := &certdb.Certificate{Serial: big.NewInt(1), NotAfter: now}
+	if !c.Expired(now) || c.Expired(now.Add(-time.Second)) {
+		t.Fatal("Expired: NotAfter is the first instant of expiry")
+	}
+}

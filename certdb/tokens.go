@@ -35,7 +35,8 @@ type Token struct {
 // TokenStore keeps API tokens. Safe for concurrent use across processes.
 type TokenStore interface {
 	// CreateToken stores t. ErrDuplicate if the ID exists; ErrInvalid if the
-	// ID, hash or expiry is missing.
+	// ID, hash (32 bytes) or expiry is missing. A zero CreatedAt is set by
+	// the store (in t too).
 	CreateToken(ctx context.Context, t *Token) error
 	// GetToken returns the token with id, or ErrNotFound.
 	GetToken(ctx context.Context, id string) (*Token, error)
@@ -47,7 +48,11 @@ type TokenStore interface {
 	// UseToken records a use at the given time. For a single-use token it
 	// atomically consumes it: of concurrent callers (in any process) exactly
 	// one succeeds and the others get ErrTokenUsed. ErrNotFound;
-	// ErrTokenRevoked for a revoked token.
+	// ErrTokenRevoked for a revoked token (also when it was used before).
+	// For other tokens UsedAt becomes the latest use.
+	//
+	// The store does not look at ExpiresAt: the caller compares it with its
+	// own clock before calling UseToken.
 	UseToken(ctx context.Context, id string, at time.Time) error
 }
 
@@ -72,9 +77,24 @@ type AuditQuery struct {
 	Limit  int       // 0 means DefaultLimit; at most MaxLimit
 }
 
+// EffectiveLimit returns the page size a store must use for q: the same
+// rules as Query.EffectiveLimit.
+func (q AuditQuery) EffectiveLimit() int { return Query{Limit: q.Limit}.EffectiveLimit() }
+
 // AuditStore appends and reads the audit trail. Appends from many processes
 // are safe.
 type AuditStore interface {
-	AppendAudit(ctx context.Context, e *AuditEvent) error // sets e.ID
+	// AppendAudit stores e and sets e.ID. A zero e.Time is set by the store
+	// (in e too). ErrInvalid for a nil event or an empty Action.
+	AppendAudit(ctx context.Context, e *AuditEvent) error
+	// ListAudit returns one page of the events matching q, newest (highest
+	// ID) first. ErrInvalid for a negative Before.
 	ListAudit(ctx context.Context, q AuditQuery) ([]*AuditEvent, error)
+}
+
+// PoolStats describes a store's connection pool, for metrics. Stores with
+// a pool implement `PoolStats() PoolStats`.
+type PoolStats struct {
+	Acquired, Idle, Total, Max      int32
+	AcquireCount, EmptyAcquireCount int64
 }

@@ -68,6 +68,8 @@ func commands() []command {
 		{"list", "list issued certificates", cmdList},
 		{"show", "show one certificate by serial", cmdShow},
 		{"db", "database maintenance (migrate)", cmdDB},
+		{"serve", "run the CA's HTTPS API server", cmdServe},
+		{"token", "manage API tokens (create, list, revoke)", cmdToken},
 		{"version", "print the version", cmdVersion},
 	}
 }

@@ -2,6 +2,7 @@ package certdb_test
 
 import (
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -137,5 +138,22 @@ func TestExpired(t *testing.T) {
 	c := &certdb.Certificate{Serial: big.NewInt(1), NotAfter: now}
 	if !c.Expired(now) || c.Expired(now.Add(-time.Second)) {
 		t.Fatal("Expired: NotAfter is the first instant of expiry")
+	}
+}
+
+func TestAuditQueryEffectiveLimit(t *testing.T) {
+	tests := []struct{ limit, want int }{
+		{-1, certdb.DefaultLimit},
+		{0, certdb.DefaultLimit},
+		{1, 1},
+		{certdb.MaxLimit, certdb.MaxLimit},
+		{certdb.MaxLimit + 1, certdb.MaxLimit},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.limit), func(t *testing.T) {
+			if got := (certdb.AuditQuery{Limit: tt.limit}).EffectiveLimit(); got != tt.want {
+				t.Fatalf("AuditQuery{Limit: %d}.EffectiveLimit() = %d, want %d", tt.limit, got, tt.want)
+			}
+		})
 	}
 }

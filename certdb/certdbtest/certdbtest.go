@@ -31,6 +31,21 @@
 //   - AddCertificate on a reservation keeps the reservation's CreatedAt and
 //     sets Status to valid; the fields of the certificate are stored.
 //   - A nil *Reservation or *Certificate is ErrInvalid, not a panic.
+//
+// For tokens and the audit trail:
+//   - Nil and empty Profiles and Names are equivalent. UsedAt and RevokedAt
+//     given to CreateToken are stored as given.
+//   - A zero Token.CreatedAt or AuditEvent.Time is set by the store, in the
+//     database and in the caller's struct.
+//   - UseToken and RevokeToken with a zero time are ErrInvalid, and so are
+//     AppendAudit with a nil event or an empty Action and ListAudit with a
+//     negative Before.
+//   - UseToken on a revoked token is ErrTokenRevoked even if it was also
+//     used; it ignores ExpiresAt. For a multi-use token UsedAt is the latest
+//     time of use, not the last call's.
+//   - ListTokens orders by CreatedAt descending, then ID ascending.
+//   - Audit IDs are positive and strictly increase in the order of appends
+//     that do not overlap in time; gaps are allowed.
 package certdbtest
 
 import (
@@ -59,6 +74,10 @@ import (
 // subtest calls open once and expects a fresh, empty, migrated store; open
 // registers its own cleanup (t.Cleanup) and may call t.Fatal. Subtests run
 // sequentially, so open need not be safe for concurrent use.
+//
+// Every store must also implement [certdb.TokenStore] and
+// [certdb.AuditStore]: the token and audit subtests fail for a store that
+// does not.
 func Run(t *testing.T, open func(t *testing.T) certdb.Store) {
 	t.Helper()
 	tests := []struct {
@@ -81,6 +100,22 @@ func Run(t *testing.T, open func(t *testing.T) certdb.Store) {
 		{"ConcurrentReserveSame", testConcurrentReserveSame},
 		{"Ping", testPing},
 		{"CloseIdempotent", testCloseIdempotent},
+
+		{"TokenRoundTrip", withTokens(testTokenRoundTrip)},
+		{"TokenCreatedAtDefault", withTokens(testTokenCreatedAtDefault)},
+		{"TokenDuplicate", withTokens(testTokenDuplicate)},
+		{"TokenUnknown", withTokens(testTokenUnknown)},
+		{"TokenUseSingle", withTokens(testTokenUseSingle)},
+		{"TokenUseMulti", withTokens(testTokenUseMulti)},
+		{"TokenUseSingleRace", withTokens(testTokenUseSingleRace)},
+		{"TokenRevoke", withTokens(testTokenRevoke)},
+		{"TokenRevokeRace", withTokens(testTokenRevokeRace)},
+		{"TokenList", withTokens(testTokenList)},
+		{"AuditRoundTrip", withAudit(testAuditRoundTrip)},
+		{"AuditFilters", withAudit(testAuditFilters)},
+		{"AuditPagination", withAudit(testAuditPagination)},
+		{"AuditConcurrent", withAudit(testAuditConcurrent)},
+		{"TokenAuditInvalid", withTokenAudit(testTokenAuditInvalid)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,207 @@
+package postgres
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/certctl/certctl/certdb"
+	"github.com/certctl/certctl/certdb/certdbtest"
+)
+
+// Several processes (one pool each) race to consume one single-use token,
+// to revoke one token, and append audit events.
+func TestTokensConcurrentProcesses(t *testing.T) {
+	ctx := t.Context()
+	dsn := pg.NewDatabase(t)
+	const n = 6
+	stores := make([]*Store, n)
+	for i := range stores {
+		stores[i] = open(t, dsn, WithMaxConns(3))
+	}
+	if err := stores[0].Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+
+	// race runs op three times per process, all released at once.
+	race := func(op func(s *Store) error) []error {
+		errs := make([]error, 3*n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() {
+				<-start
+				errs[i] = op(stores[i%n])
+			})
+		}
+		close(start)
+		wg.Wait()
+		return errs
+	}
+	oneWinner := func(what string, errs []error, loser error) {
+		t.Helper()
+		won := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, loser):
+				t.Errorf("%s in goroutine %d: %v, want nil or %v", what, i, err, loser)
+			}
+		}
+		if won != 1 {
+			t.Errorf("%s: %d calls succeeded, want exactly 1", what, won)
+		}
+	}
+	for round := range 5 {
+		tok := certdbtest.NewToken(fmt.Sprintf("tok-%d", round))
+		tok.SingleUse = true
+		if err := stores[0].CreateToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		oneWinner("UseToken", race(func(s *Store) error { return s.UseToken(ctx, tok.ID, now) }), certdb.ErrTokenUsed)
+		oneWinner("RevokeToken", race(func(s *Store) error { return s.RevokeToken(ctx, tok.ID, now) }), certdb.ErrTokenRevoked)
+	}
+
+	const each = 20
+	errs := race(func(s *Store) error {
+		for j := range each {
+			if err := s.AppendAudit(ctx, &certdb.AuditEvent{Actor: "token:x", Action: "issue", Detail: fmt.Sprint(j)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("writer %d: %v", i, err)
+		}
+	}
+	got, err := stores[1].ListAudit(ctx, certdb.AuditQuery{Limit: certdb.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]bool{}
+	for _, e := range got {
+		if seen[e.ID] {
+			t.Fatalf("ID %d listed twice", e.ID)
+		}
+		seen[e.ID] = true
+	}
+	if want := 3 * n * each; len(got) != want {
+		t.Fatalf("ListAudit() = %d events, want %d", len(got), want)
+	}
+}
+
+// A database migrated by the previous certctl (schema version 1, with
+// certificates) is brought to version 2 without losing anything.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, pg.NewDatabase(t))
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 2 || ms[1].name != "0002_tokens_audit.sql" {
+		t.Fatalf("embedded migrations: %d, want 0001 and 0002_tokens_audit.sql", len(ms))
+	}
+	for _, q := range []string{createMigrationsTable, ms[0].sql, `INSERT INTO schema_migrations (version, name) VALUES (1, 'v1')`} {
+		if _, err := s.pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	c := certdbtest.NewCertificate(t, certdbtest.RandomSerial(), now, now.Add(time.Hour))
+	if err := s.AddCertificate(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	err = s.CheckSchema(ctx)
+	if !errors.Is(err, certdb.ErrSchema) || !strings.Contains(err.Error(), "schema version 1, this certctl needs 2") {
+		t.Fatalf("CheckSchema() at version 1 = %v, want ErrSchema naming versions 1 and 2", err)
+	}
+	if err := s.CreateToken(ctx, certdbtest.NewToken("tok")); !errors.Is(err, certdb.ErrSchema) {
+		t.Fatalf("CreateToken() before the tokens table exists = %v, want ErrSchema", err)
+	}
+
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkMigrated(t, s)
+	if got, err := s.GetCertificate(ctx, c.Serial); err != nil || string(got.DER) != string(c.DER) {
+		t.Fatalf("certificate after the upgrade: %v", err)
+	}
+	if err := s.CreateToken(ctx, certdbtest.NewToken("tok")); err != nil {
+		t.Fatalf("CreateToken() after the upgrade: %v", err)
+	}
+	if err := s.AppendAudit(ctx, &certdb.AuditEvent{Action: "issue"}); err != nil {
+		t.Fatalf("AppendAudit() after the upgrade: %v", err)
+	}
+}
+
+// PostgreSQL text cannot hold NUL: the store reports ErrInvalid, not an
+// opaque driver error.
+func TestTokenAuditNUL(t *testing.T) {
+	s := openMigrated(t)
+	tok := certdbtest.NewToken("tok")
+	tok.Description = "a\x00b"
+	if err := s.CreateToken(t.Context(), tok); !errors.Is(err, certdb.ErrInvalid) {
+		t.Errorf("CreateToken(NUL in Description) = %v, want ErrInvalid", err)
+	}
+	if err := s.AppendAudit(t.Context(), &certdb.AuditEvent{Action: "issue", Detail: "a\x00b"}); !errors.Is(err, certdb.ErrInvalid) {
+		t.Errorf("AppendAudit(NUL in Detail) = %v, want ErrInvalid", err)
+	}
+}
+
+func TestTokenAuditSchema(t *testing.T) {
+	ctx := t.Context()
+	s := openMigrated(t)
+
+	t.Run("indexes", func(t *testing.T) {
+		want := map[string]string{
+			"tokens_pkey":     "ON public.tokens USING btree (id)",
+			"audit_pkey":      "ON public.audit USING btree (id)",
+			"audit_actor_id":  "ON public.audit USING btree (actor, id)",
+			"audit_action_id": "ON public.audit USING btree (action, id)",
+			"audit_time":      `ON public.audit USING btree ("time")`,
+		}
+		for name, suffix := range want {
+			var def string
+			if err := s.pool.QueryRow(ctx, `SELECT indexdef FROM pg_indexes WHERE indexname = $1`, name).Scan(&def); err != nil {
+				t.Errorf("index %s: %v", name, err)
+				continue
+			}
+			if !strings.HasSuffix(def, suffix) {
+				t.Errorf("index %s = %q, want it to end with %q", name, def, suffix)
+			}
+		}
+	})
+
+	t.Run("constraints", func(t *testing.T) {
+		const cols = `(id, hash, expires_at)`
+		tests := []struct{ name, sql, code string }{
+			{"empty id", `INSERT INTO tokens ` + cols + ` VALUES ('', '\x` + strings.Repeat("00", 32) + `', now())`, "23514"},
+			{"short hash", `INSERT INTO tokens ` + cols + ` VALUES ('a', '\x` + strings.Repeat("00", 31) + `', now())`, "23514"},
+			{"no hash", `INSERT INTO tokens ` + cols + ` VALUES ('a', NULL, now())`, "23502"},
+			{"no expiry", `INSERT INTO tokens ` + cols + ` VALUES ('a', '\x` + strings.Repeat("00", 32) + `', NULL)`, "23502"},
+			{"audit without action", `INSERT INTO audit (action) VALUES ('')`, "23514"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				_, err := s.pool.Exec(ctx, tt.sql)
+				var pgErr *pgconn.PgError
+				if !errors.As(err, &pgErr) || pgErr.Code != tt.code {
+					t.Fatalf("INSERT error = %v, want SQLSTATE %s", err, tt.code)
+				}
+			})
+		}
+		if _, err := s.pool.Exec(ctx, `INSERT INTO tokens `+cols+` VALUES ('a', '\x`+strings.Repeat("00", 32)+`', now())`); err != nil {
+			t.Fatalf("valid row: %v", err)
+		}
+	})
+}

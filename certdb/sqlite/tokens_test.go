@@ -1,0 +1,192 @@
+package sqlite
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certctl/certctl/certdb"
+	"github.com/certctl/certctl/certdb/certdbtest"
+)
+
+// A database migrated by the previous certctl (schema version 1, with
+// certificates) is brought to version 2 without losing anything.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := t.Context()
+	s := openPath(t, filepath.Join(t.TempDir(), "certctl.db"))
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{createMigrationsTable, ms[0].sql,
+		`INSERT INTO schema_migrations (version, name, applied_at) VALUES (1, '0001_init.sql', 0)`} {
+		if _, err := s.w.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	c := certdbtest.NewCertificate(t, certdbtest.RandomSerial(), now, now.Add(time.Hour))
+	if err := s.AddCertificate(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	err = s.CheckSchema(ctx)
+	if !errors.Is(err, certdb.ErrSchema) || !strings.Contains(err.Error(), "version 1, this certctl needs 2") {
+		t.Fatalf("CheckSchema() at version 1 = %v, want ErrSchema naming versions 1 and 2", err)
+	}
+	if err := s.CreateToken(ctx, certdbtest.NewToken("tok")); err == nil {
+		t.Fatal("CreateToken() before the tokens table exists succeeded")
+	}
+
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckSchema(ctx); err != nil {
+		t.Fatalf("CheckSchema() after Migrate = %v", err)
+	}
+	if got, err := s.GetCertificate(ctx, c.Serial); err != nil || string(got.DER) != string(c.DER) {
+		t.Fatalf("certificate after the upgrade: %v", err)
+	}
+	if err := s.CreateToken(ctx, certdbtest.NewToken("tok")); err != nil {
+		t.Fatalf("CreateToken() after the upgrade: %v", err)
+	}
+	if err := s.AppendAudit(ctx, &certdb.AuditEvent{Action: "issue"}); err != nil {
+		t.Fatalf("AppendAudit() after the upgrade: %v", err)
+	}
+}
+
+// Two stores on one file stand in for two processes: the UPDATE's WHERE
+// clause, not the in-process write connection, must decide who consumes a
+// single-use token; appends from both must all be kept.
+func TestTokensTwoStoresOneFile(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "certctl.db")
+	a := openPath(t, path)
+	if err := a.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := openPath(t, path)
+	stores := []*Store{a, b}
+	now := time.Now()
+
+	race := func(n int, op func(i int, s *Store) error) []error {
+		errs := make([]error, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				errs[i] = op(i, stores[i%2])
+			})
+		}
+		close(start)
+		wg.Wait()
+		return errs
+	}
+	oneWinner := func(what string, errs []error, loser error) {
+		t.Helper()
+		won := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, loser):
+				t.Errorf("%s in goroutine %d: %v, want nil or %v", what, i, err, loser)
+			}
+		}
+		if won != 1 {
+			t.Errorf("%s: %d calls succeeded, want exactly 1", what, won)
+		}
+	}
+
+	for round := range 5 {
+		tok := certdbtest.NewToken(fmt.Sprintf("tok-%d", round))
+		tok.SingleUse = true
+		if err := a.CreateToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		oneWinner("UseToken", race(16, func(_ int, s *Store) error { return s.UseToken(ctx, tok.ID, now) }), certdb.ErrTokenUsed)
+		oneWinner("RevokeToken", race(8, func(_ int, s *Store) error { return s.RevokeToken(ctx, tok.ID, now) }), certdb.ErrTokenRevoked)
+	}
+
+	const each = 25
+	errs := race(4, func(i int, s *Store) error {
+		for j := range each {
+			if err := s.AppendAudit(ctx, &certdb.AuditEvent{Actor: fmt.Sprintf("w%d", i), Action: "issue", Detail: fmt.Sprint(j)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("writer %d: %v", i, err)
+		}
+	}
+	got, err := b.ListAudit(ctx, certdb.AuditQuery{Limit: certdb.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]bool{}
+	for _, e := range got {
+		if seen[e.ID] {
+			t.Fatalf("ID %d listed twice", e.ID)
+		}
+		seen[e.ID] = true
+	}
+	if len(got) != 4*each {
+		t.Fatalf("ListAudit() = %d events, want %d", len(got), 4*each)
+	}
+}
+
+func TestTokenAuditWithClock(t *testing.T) {
+	at := time.Date(2029, 1, 2, 3, 4, 5, 678901234, time.FixedZone("x", 3600))
+	want := at.Truncate(time.Microsecond).UTC()
+	s := openTest(t, WithClock(func() time.Time { return at }))
+	tok := certdbtest.NewToken("tok")
+	if err := s.CreateToken(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetToken(t.Context(), tok.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.CreatedAt.Equal(want) || !tok.CreatedAt.Equal(want) || tok.CreatedAt.Location() != time.UTC {
+		t.Fatalf("CreatedAt = %v stored, %v in the caller's token; want %v in UTC", got.CreatedAt, tok.CreatedAt, want)
+	}
+	e := &certdb.AuditEvent{Action: "issue"}
+	if err := s.AppendAudit(t.Context(), e); err != nil {
+		t.Fatal(err)
+	}
+	if !e.Time.Equal(want) || e.Time.Location() != time.UTC {
+		t.Fatalf("audit Time = %v, want %v in UTC", e.Time, want)
+	}
+}
+
+// The schema itself refuses rows the store would never write.
+func TestTokenAuditConstraints(t *testing.T) {
+	s := openTest(t)
+	const cols = `(id, hash, profiles, names, single_use, admin, description, created_by, created_at, expires_at)`
+	tests := []struct{ name, sql string }{
+		{"empty token id", `INSERT INTO tokens ` + cols + ` VALUES ('', zeroblob(32), '[]', '[]', 0, 0, '', '', 0, 1)`},
+		{"short hash", `INSERT INTO tokens ` + cols + ` VALUES ('a', zeroblob(31), '[]', '[]', 0, 0, '', '', 0, 1)`},
+		{"hash as text", `INSERT INTO tokens ` + cols + ` VALUES ('a', printf('%032d', 0), '[]', '[]', 0, 0, '', '', 0, 1)`},
+		{"profiles not an array", `INSERT INTO tokens ` + cols + ` VALUES ('a', zeroblob(32), '"server"', '[]', 0, 0, '', '', 0, 1)`},
+		{"single_use 2", `INSERT INTO tokens ` + cols + ` VALUES ('a', zeroblob(32), '[]', '[]', 2, 0, '', '', 0, 1)`},
+		{"no expiry", `INSERT INTO tokens ` + cols + ` VALUES ('a', zeroblob(32), '[]', '[]', 0, 0, '', '', 0, NULL)`},
+		{"audit without action", `INSERT INTO audit (time, actor, action, target, outcome, detail) VALUES (0, '', '', '', '', '')`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := s.w.ExecContext(t.Context(), tt.sql); err == nil {
+				t.Fatal("INSERT succeeded")
+			}
+		})
+	}
+	if _, err := s.w.ExecContext(t.Context(), `INSERT INTO tokens `+cols+` VALUES ('a', zeroblob(32), '[]', '[]', 0, 0, '', '', 0, 1)`); err != nil {
+		t.Fatalf("valid row: %v", err)
+	}
+}

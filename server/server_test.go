@@ -35,8 +35,9 @@ import (
 type env struct {
 	t      testing.TB
 	ca     *ca.CA
-	store  *sqlite.Store
-	root   *x509.Certificate
+	store    envStore
+	profiles map[string]*issuance.Profile
+	root     *x509.Certificate
 	inter  *x509.Certificate
 	srv    *httptest.Server
 	server *server.Server
@@ -47,15 +48,30 @@ type envOpts struct {
 	rate   float64
 	burst  int
 	admins []string
+	store  func(t testing.TB) envStore // default: SQLite in t.TempDir()
+}
+
+// envStore is a whole certdb store.
+type envStore interface {
+	certdb.Store
+	certdb.TokenStore
+	certdb.AuditStore
+	Migrate(ctx context.Context) error
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	e := &env{t: t}
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ca.db"))
-	if err != nil {
-		t.Fatal(err)
+	var st envStore
+	if o.store != nil {
+		st = o.store(t)
+	} else {
+		s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ca.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = s
 	}
 	t.Cleanup(func() { st.Close() })
 	if err := st.Migrate(ctx); err != nil {
@@ -98,7 +114,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.root, e.inter = root, inter.Certificate
+	e.root, e.inter, e.profiles = root, inter.Certificate, profiles
 	now := time.Now()
 	e.now.Store(&now)
 	e.server, err = server.New(e.ca, st, server.Config{

@@ -33,15 +33,15 @@ import (
 // env is a real CA over a real SQLite store behind an httptest TLS server
 // that asks for (but does not require) client certificates.
 type env struct {
-	t      testing.TB
-	ca     *ca.CA
+	t        testing.TB
+	ca       *ca.CA
 	store    envStore
 	profiles map[string]*issuance.Profile
 	root     *x509.Certificate
-	inter  *x509.Certificate
-	srv    *httptest.Server
-	server *server.Server
-	now    atomic.Pointer[time.Time]
+	inter    *x509.Certificate
+	srv      *httptest.Server
+	server   *server.Server
+	now      atomic.Pointer[time.Time]
 }
 
 type envOpts struct {

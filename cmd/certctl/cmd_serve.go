@@ -299,4 +299,3 @@ func (s *selfCert) run(ctx context.Context) {
 		}
 	}
 }
-

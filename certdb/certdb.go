@@ -167,6 +167,9 @@ type Reservation struct {
 	SANs        []string  // subject alternative names, as "dns:…", "ip:…", "uri:…", "email:…"
 	NotBefore   time.Time // validity the certificate will carry
 	NotAfter    time.Time
+	// Shard is the CRL shard the certificate is assigned to (0 when CRLs
+	// are not sharded); its CDP names that shard's CRL.
+	Shard int
 	// LintDER is the lint certificate (same TBS, signed by a throwaway key)
 	// whose TBS the CA is about to sign for real. Optional.
 	LintDER []byte
@@ -187,6 +190,7 @@ type Certificate struct {
 	Profile     string
 	Requester   string
 	CreatedAt   time.Time // when the serial was reserved (set by the store)
+	Shard       int       // CRL shard (see Reservation.Shard)
 }
 
 // Expired reports whether the certificate is past its NotAfter at now.

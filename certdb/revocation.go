@@ -1,0 +1,80 @@
+package certdb
+
+import (
+	"context"
+	"math/big"
+	"time"
+)
+
+// OCSPResponse is a pre-signed OCSP response for one certificate, as the
+// responder serves it (RFC 6960 / RFC 5019). The responder needs no CA key:
+// it answers from these.
+type OCSPResponse struct {
+	Serial      *big.Int
+	IssuerKeyID []byte    // SubjectKeyId of the certificate's issuer
+	DER         []byte    // the signed OCSPResponse
+	Status      Status    // certificate status the response asserts: StatusValid (good) or StatusRevoked
+	ThisUpdate  time.Time // from the response
+	NextUpdate  time.Time // from the response; the response must not be served after it
+}
+
+// OCSPStore keeps pre-signed OCSP responses.
+type OCSPStore interface {
+	// PutOCSPResponse stores r for its serial, replacing an older one. A
+	// response never replaces one with a later ThisUpdate (concurrent
+	// signers cannot roll a revoked answer back to good): that put is a
+	// no-op returning nil. ErrNotFound if the serial is not an issued
+	// certificate.
+	PutOCSPResponse(ctx context.Context, r *OCSPResponse) error
+	// GetOCSPResponse returns the stored response for serial, or ErrNotFound.
+	GetOCSPResponse(ctx context.Context, serial *big.Int) (*OCSPResponse, error)
+	// ListOCSPStale returns up to limit issued certificates of issuerKeyID,
+	// unexpired at now, whose stored response is missing, was signed before
+	// signedBefore (ThisUpdate < signedBefore), or asserts a status that
+	// differs from the certificate's current one; ordered by serial, after
+	// the cursor `after` (nil = from the start). The pre-signer pages
+	// through this.
+	ListOCSPStale(ctx context.Context, issuerKeyID []byte, signedBefore, now time.Time, after *big.Int, limit int) ([]*Certificate, error)
+}
+
+// CRL is a signed certificate revocation list for one shard of one issuer.
+type CRL struct {
+	IssuerKeyID []byte
+	Shard       int      // 0 ≤ Shard < shard count
+	Number      *big.Int // RFC 5280 §5.2.3 CRL number
+	ThisUpdate  time.Time
+	NextUpdate  time.Time
+	DER         []byte
+}
+
+// CRLStore keeps CRL numbers and the latest CRL of each shard.
+type CRLStore interface {
+	// NextCRLNumber atomically allocates the next CRL number for
+	// (issuerKeyID, shard): strictly greater than every number handed out
+	// before, by any process; never reused, even if the CRL is never
+	// stored.
+	NextCRLNumber(ctx context.Context, issuerKeyID []byte, shard int) (*big.Int, error)
+	// PutCRL stores c as the latest CRL of its shard unless a CRL with a
+	// higher number is already stored (then it is a no-op returning nil).
+	PutCRL(ctx context.Context, c *CRL) error
+	// GetCRL returns the latest CRL of the shard, or ErrNotFound.
+	GetCRL(ctx context.Context, issuerKeyID []byte, shard int) (*CRL, error)
+	// ListRevokedShard streams the revoked certificates of issuerKeyID in
+	// shard whose NotAfter is after now, ordered by serial, calling fn for
+	// each (fn's certificate has no DER). Memory stays flat however many
+	// there are. An error from fn stops the iteration and is returned.
+	ListRevokedShard(ctx context.Context, issuerKeyID []byte, shard int, now time.Time, fn func(*Certificate) error) error
+}
+
+// RevocationNotifier tells every process sharing the database that a
+// certificate was revoked (PostgreSQL: LISTEN/NOTIFY; SQLite: in-process).
+type RevocationNotifier interface {
+	// NotifyRevoked announces serial's revocation. Stores may also send it
+	// from Revoke itself; receivers must tolerate duplicates.
+	NotifyRevoked(ctx context.Context, serial *big.Int) error
+	// SubscribeRevocations delivers announced serials until ctx is done
+	// (then the channel is closed). After a connection loss the store
+	// reconnects and sends a nil serial, meaning "you may have missed some:
+	// rescan".
+	SubscribeRevocations(ctx context.Context) (<-chan *big.Int, error)
+}

@@ -78,3 +78,12 @@ type RevocationNotifier interface {
 	// rescan".
 	SubscribeRevocations(ctx context.Context) (<-chan *big.Int, error)
 }
+
+// Locker elects a leader among processes sharing the database
+// (PostgreSQL: session advisory locks; SQLite: within the process).
+type Locker interface {
+	// TryLock takes the named lock if it is free. When acquired, release
+	// gives it up; the lock is also lost if the holder's connection dies,
+	// which lost reports (closed) so the holder can stop leading.
+	TryLock(ctx context.Context, name string) (acquired bool, release func(), lost <-chan struct{}, err error)
+}

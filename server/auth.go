@@ -71,6 +71,7 @@ const (
 	kindToken principalKind = iota + 1
 	kindAdminCert
 	kindServiceCert
+	kindHMAC // CFSSL authsign: verified by cfsslapi, scoped by its profile keys
 )
 
 // principal is an authenticated caller.

@@ -32,6 +32,7 @@ import (
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb"
 	"github.com/certctl/certctl/issuance"
+	"github.com/certctl/certctl/server/cfsslapi"
 )
 
 // Authority is what the server needs from the CA.
@@ -67,8 +68,11 @@ type Config struct {
 	// certificate). Zero rate disables limiting.
 	RatePerSecond float64
 	RateBurst     int
-	// CFSSL, when set, is mounted at /api/v1/cfssl/.
-	CFSSL http.Handler
+	// CFSSL, when set, serves the CFSSL-compatible API at /api/v1/cfssl/
+	// with these options (auth keys for authsign, default profile).
+	CFSSL *cfsslapi.Options
+	// Profiles are the signing profiles' configurations, for CFSSL's info.
+	Profiles map[string]issuance.ProfileConfig
 	// OCSP and CRL, when set, are mounted on the public handler at /ocsp/
 	// and /crl/.
 	OCSP, CRL http.Handler
@@ -87,6 +91,7 @@ type Server struct {
 	limit   *limiter
 	metrics *metrics
 	reg     *prometheus.Registry
+	cfssl   http.Handler
 }
 
 // New builds a Server.
@@ -115,6 +120,17 @@ func New(auth Authority, st Store, cfg Config) (*Server, error) {
 	s := &Server{auth: auth, store: st, cfg: cfg, log: cfg.Logger, now: cfg.Now, reg: cfg.Registry}
 	s.limit = newLimiter(cfg.RatePerSecond, cfg.RateBurst, cfg.Now)
 	s.metrics = newMetrics(cfg.Registry, st)
+	if cfg.CFSSL != nil {
+		opts := *cfg.CFSSL
+		if opts.Logger == nil {
+			opts.Logger = cfg.Logger
+		}
+		h, err := cfsslapi.NewHandler(&cfsslBackend{s}, opts)
+		if err != nil {
+			return nil, fmt.Errorf("server: CFSSL API: %w", err)
+		}
+		s.cfssl = h
+	}
 	return s, nil
 }
 
@@ -133,8 +149,8 @@ func (s *Server) Handler() http.Handler {
 	})
 	s.route(mux, "GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	if s.cfg.CFSSL != nil {
-		mux.Handle("/api/v1/cfssl/", s.cfg.CFSSL)
+	if s.cfssl != nil {
+		mux.Handle("/api/v1/cfssl/", s.cfssl)
 	}
 	s.route(mux, "/", func(w http.ResponseWriter, r *http.Request) error {
 		return newError(http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -312,22 +328,31 @@ func (s *Server) handleIssue(w http.ResponseWriter, r *http.Request) error {
 		s.audit(r.Context(), p.actor, "issue", "", "denied", err.Error())
 		return err
 	}
-	// A single-use token is consumed before signing, so that two
-	// concurrent requests cannot both use it.
-	if p.token != nil {
-		if err := s.store.UseToken(r.Context(), p.token.ID, s.now()); err != nil {
-			if errors.Is(err, certdb.ErrTokenUsed) || errors.Is(err, certdb.ErrTokenRevoked) {
-				return newError(http.StatusUnauthorized, CodeUnauthenticated, "API token "+p.token.ID+" is no longer usable: "+err.Error())
-			}
-			return fmt.Errorf("%w: use token: %w", ca.ErrStore, err)
-		}
-		s.audit(r.Context(), p.actor, "token.use", p.token.ID, "ok", "issue "+in.Profile)
+	if err := s.useToken(r.Context(), p, in.Profile); err != nil {
+		return err
 	}
 	issued, err := s.issue(r.Context(), p, in.Profile, req)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, certResponse(issued))
+	return nil
+}
+
+// useToken records a token's use. A single-use token is consumed before
+// signing, so that two concurrent requests (in any process) cannot both use
+// it.
+func (s *Server) useToken(ctx context.Context, p *principal, profile string) error {
+	if p.token == nil {
+		return nil
+	}
+	if err := s.store.UseToken(ctx, p.token.ID, s.now()); err != nil {
+		if errors.Is(err, certdb.ErrTokenUsed) || errors.Is(err, certdb.ErrTokenRevoked) {
+			return newError(http.StatusUnauthorized, CodeUnauthenticated, "API token "+p.token.ID+" is no longer usable: "+err.Error())
+		}
+		return fmt.Errorf("%w: use token: %w", ca.ErrStore, err)
+	}
+	s.audit(ctx, p.actor, "token.use", p.token.ID, "ok", "issue "+profile)
 	return nil
 }
 

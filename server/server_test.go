@@ -28,6 +28,7 @@ import (
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
 	"github.com/certctl/certctl/server"
+	"github.com/certctl/certctl/server/cfsslapi"
 )
 
 // env is a real CA over a real SQLite store behind an httptest TLS server
@@ -49,6 +50,7 @@ type envOpts struct {
 	burst  int
 	admins []string
 	store  func(t testing.TB) envStore // default: SQLite in t.TempDir()
+	cfssl  *cfsslapi.Options
 }
 
 // envStore is a whole certdb store.
@@ -120,6 +122,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	e.server, err = server.New(e.ca, st, server.Config{
 		Chain: [][]byte{inter.DER}, Roots: []*x509.Certificate{root},
 		AdminIdentities: o.admins, RatePerSecond: o.rate, RateBurst: o.burst, MaxBodyBytes: 16 << 10,
+		CFSSL: o.cfssl, Profiles: issuance.DefaultProfiles(),
 		Now: func() time.Time { return *e.now.Load() },
 	})
 	if err != nil {

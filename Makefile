@@ -2,7 +2,7 @@
 GO ?= go
 GOTESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: test deps build vet fuzz bench cover
+.PHONY: test deps build vet fuzz bench bench-api cover
 
 test: deps vet
 	$(GO) test $(GOTESTFLAGS) ./...
@@ -22,6 +22,11 @@ fuzz:
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 6 ./bench/ | tee bench/last.txt
+
+# certctl serve vs cfssl serve v1.6.5 over HTTP, both on PostgreSQL (bench/RESULTS.md).
+# COUNT, WARMUP, CONCURRENCY, ROUNDS and PROFILE=1 are passed through the environment.
+bench-api: deps
+	bash bench/api-vs-cfssl.sh
 
 cover: deps
 	$(GO) test -count=1 -coverprofile=cover.out ./ca/... ./issuance/... ./certdb/... ./keys/...

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,6 +93,8 @@ type Server struct {
 	metrics *metrics
 	reg     *prometheus.Registry
 	cfssl   http.Handler
+	// tokenUses: token ID -> time.Time of the last used_at write.
+	tokenUses sync.Map
 }
 
 // New builds a Server.
@@ -341,20 +344,35 @@ func (s *Server) handleIssue(w http.ResponseWriter, r *http.Request) error {
 
 // useToken records a token's use. A single-use token is consumed before
 // signing, so that two concurrent requests (in any process) cannot both use
-// it.
+// it; that consumption is audited. A multi-use token's last-use time is
+// written at most once per tokenUseInterval: every use is already in the
+// audit trail (the issuance event's actor is the token), and a write per
+// request would serialise all of a token's requests on one row.
 func (s *Server) useToken(ctx context.Context, p *principal, profile string) error {
 	if p.token == nil {
 		return nil
 	}
-	if err := s.store.UseToken(ctx, p.token.ID, s.now()); err != nil {
+	now := s.now()
+	if !p.token.SingleUse {
+		if last, ok := s.tokenUses.Load(p.token.ID); ok && now.Sub(last.(time.Time)) < tokenUseInterval {
+			return nil
+		}
+		s.tokenUses.Store(p.token.ID, now)
+	}
+	if err := s.store.UseToken(ctx, p.token.ID, now); err != nil {
 		if errors.Is(err, certdb.ErrTokenUsed) || errors.Is(err, certdb.ErrTokenRevoked) {
 			return newError(http.StatusUnauthorized, CodeUnauthenticated, "API token "+p.token.ID+" is no longer usable: "+err.Error())
 		}
 		return fmt.Errorf("%w: use token: %w", ca.ErrStore, err)
 	}
-	s.audit(ctx, p.actor, "token.use", p.token.ID, "ok", "issue "+profile)
+	if p.token.SingleUse {
+		s.audit(ctx, p.actor, "token.use", p.token.ID, "ok", "single-use token consumed for "+profile)
+	}
 	return nil
 }
+
+// tokenUseInterval bounds how often a multi-use token's last use is written.
+const tokenUseInterval = time.Minute
 
 // issue runs the CA with metrics and audit.
 func (s *Server) issue(ctx context.Context, p *principal, profile string, req *issuance.Request) (*ca.Issued, error) {

@@ -180,6 +180,7 @@ func (c *CA) Issue(ctx context.Context, req Request) (*Issued, error) {
 			SANs:        tok.SANs(),
 			NotBefore:   tok.NotBefore(),
 			NotAfter:    tok.NotAfter(),
+			Shard:       tok.Shard(),
 			LintDER:     lintDER,
 		})
 		if err == nil {
@@ -207,6 +208,7 @@ func (c *CA) Issue(ctx context.Context, req Request) (*Issued, error) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeWriteTimeout)
 	defer cancel()
 	rec := Record(cert, req.Profile, req.Requester)
+	rec.Shard = tok.Shard() // the CRL shard its CDP names (issuance.ShardOf)
 	if err := c.store.AddCertificate(wctx, rec); err != nil {
 		c.cfg.log.ErrorContext(ctx, "signed certificate could not be stored; not handed out",
 			"serial", certdb.SerialHex(serial), "profile", req.Profile, "err", err)
@@ -235,7 +237,8 @@ func (c *CA) Revoke(ctx context.Context, serial *big.Int, reason certdb.Reason) 
 	return nil
 }
 
-// Record builds the certdb record for an issued certificate.
+// Record builds the certdb record for an issued certificate. Its Shard is 0;
+// Issue sets it from the token (a root is in shard 0 of no CRL).
 func Record(cert *x509.Certificate, profile, requester string) *certdb.Certificate {
 	issuerKeyID := cert.AuthorityKeyId
 	if len(issuerKeyID) == 0 && bytes.Equal(cert.RawIssuer, cert.RawSubject) {

@@ -3,11 +3,14 @@ package ca_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"math/big"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +69,7 @@ type fixture struct {
 	root     *x509.Certificate
 	inter    *x509.Certificate
 	issuer   *issuance.Issuer
+	interKey crypto.Signer
 	profiles map[string]*issuance.Profile
 }
 
@@ -119,7 +123,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{root: root, inter: inter.Certificate, issuer: iss, profiles: profiles}
+	return &fixture{root: root, inter: inter.Certificate, issuer: iss, interKey: interKey, profiles: profiles}
 }
 
 func (f *fixture) newCA(t *testing.T, st ca.Store, opts ...ca.Option) *ca.CA {
@@ -192,6 +196,56 @@ func TestIssueRecordsIntentThenCertificate(t *testing.T) {
 	inters.AddCert(f.inter)
 	if _, err := got.Certificate.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, DNSName: "a.test.internal"}); err != nil {
 		t.Fatalf("verify: %v", err)
+	}
+}
+
+// TestIssueRecordsShard: the shard in the reservation, the record and the
+// certificate's CDP agree, for sharded and unsharded issuers.
+func TestIssueRecordsShard(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		name   string
+		cfg    issuance.IssuerConfig
+		shards int
+	}{
+		{"unsharded", issuance.IssuerConfig{CRLDistributionPoints: []string{"http://127.0.0.1:8080/crl"}}, 1},
+		{"eight shards", issuance.IssuerConfig{CRLShards: 8, CRLDistributionPoints: []string{"http://127.0.0.1:8080/crl/{shard}"}}, 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			iss, err := issuance.NewIssuer(f.inter, f.interKey, tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := &recordingStore{}
+			c, err := ca.New(iss, [][]byte{f.inter.Raw}, f.profiles, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[int]bool{}
+			for range 24 {
+				got, err := c.Issue(context.Background(), ca.Request{Profile: "server", Request: serverRequest(t, "a.test.internal")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, a := st.reserved[len(st.reserved)-1], st.added[len(st.added)-1]
+				want := issuance.ShardOf(got.Serial, tt.shards)
+				if r.Shard != want || a.Shard != want {
+					t.Fatalf("serial %x: reserved shard %d, recorded %d, want %d", got.Serial, r.Shard, a.Shard, want)
+				}
+				wantCDP := tt.cfg.CRLDistributionPoints[0]
+				if tt.shards > 1 {
+					wantCDP = fmt.Sprintf("http://127.0.0.1:8080/crl/%d", want)
+				}
+				if !slices.Equal(got.Certificate.CRLDistributionPoints, []string{wantCDP}) {
+					t.Fatalf("CDP %v, want %s", got.Certificate.CRLDistributionPoints, wantCDP)
+				}
+				seen[want] = true
+			}
+			if tt.shards > 1 && len(seen) < 2 {
+				t.Errorf("24 certificates all in shards %v", seen)
+			}
+		})
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -41,8 +42,40 @@ type IssuerConfig struct {
 	// IssuingCertificateURL: Authority Information Access id-ad-caIssuers,
 	// where the issuer certificate can be downloaded.
 	IssuingCertificateURL []string `yaml:"issuing_certificate,omitempty" json:"issuing_certificate,omitempty"`
-	// CRLDistributionPoints (RFC 5280 §4.2.1.13).
+	// CRLDistributionPoints (RFC 5280 §4.2.1.13). A URL may contain the
+	// placeholder "{shard}" (see ShardPlaceholder), replaced in each
+	// certificate by the number of its CRL shard, e.g.
+	// "http://pki.internal/crl/{shard}". With CRLShards > 1 every URL must
+	// contain it.
 	CRLDistributionPoints []string `yaml:"crl,omitempty" json:"crl,omitempty"`
+	// CRLShards is the number of CRL shards the issuer's certificates are
+	// spread over (see ShardOf). 0 or 1 means one full CRL.
+	CRLShards int `yaml:"crl_shards,omitempty" json:"crl_shards,omitempty"`
+}
+
+// ShardPlaceholder is replaced by a certificate's CRL shard number in
+// IssuerConfig.CRLDistributionPoints.
+const ShardPlaceholder = "{shard}"
+
+// MaxCRLShards bounds IssuerConfig.CRLShards: every shard is a CRL that the
+// updater regenerates on every period.
+const MaxCRLShards = 1024
+
+// ShardOf returns the CRL shard of a certificate: serial mod shards (0 when
+// shards ≤ 1 or serial is nil).
+//
+// Why a modulus: certctl's serials are 159 random bits (NewSerial), so they
+// spread evenly over any small number of shards (the bias is below
+// shards/2^159), and the shard follows from the serial alone: no counter, no
+// coordination between processes, nothing to look up. The shard is still
+// recorded with the certificate (certdb.Certificate.Shard), because that is
+// what its CDP says: changing the shard count later moves only new
+// certificates.
+func ShardOf(serial *big.Int, shards int) int {
+	if shards <= 1 || serial == nil {
+		return 0
+	}
+	return int(new(big.Int).Mod(serial, big.NewInt(int64(shards))).Int64())
 }
 
 // Issuer signs certificates with one CA certificate and its key. It is
@@ -109,10 +142,35 @@ func NewIssuer(cert *x509.Certificate, signer crypto.Signer, cfg IssuerConfig) (
 	for _, f := range []struct {
 		field string
 		list  []string
-	}{{"ocsp", cfg.OCSPServers}, {"issuing_certificate", cfg.IssuingCertificateURL}, {"crl", cfg.CRLDistributionPoints}} {
+	}{{"ocsp", cfg.OCSPServers}, {"issuing_certificate", cfg.IssuingCertificateURL}} {
+		for j, s := range f.list {
+			if strings.Contains(s, ShardPlaceholder) {
+				return nil, fmt.Errorf("issuance: new issuer %q: %s[%d]: %q: only crl URLs may contain %s", name, f.field, j, s, ShardPlaceholder)
+			}
+		}
 		if err := checkURLs(f.field, f.list); err != nil {
 			return nil, err
 		}
+	}
+	shards := cfg.CRLShards
+	switch {
+	case shards < 0 || shards > MaxCRLShards:
+		return nil, fmt.Errorf("issuance: new issuer %q: crl_shards %d must be between 1 and %d", name, shards, MaxCRLShards)
+	case shards == 0:
+		shards = 1
+	}
+	if shards > 1 {
+		if len(cfg.CRLDistributionPoints) == 0 {
+			return nil, fmt.Errorf("issuance: new issuer %q: crl_shards is %d but no crl URL is configured: each certificate's CRL distribution point must name its shard (e.g. \"http://pki.internal/crl/%s\")", name, shards, ShardPlaceholder)
+		}
+		for j, s := range cfg.CRLDistributionPoints {
+			if !strings.Contains(s, ShardPlaceholder) {
+				return nil, fmt.Errorf("issuance: new issuer %q: crl[%d]: %q has no %s placeholder, but crl_shards is %d: every certificate would point at the same CRL", name, j, s, ShardPlaceholder, shards)
+			}
+		}
+	}
+	if err := checkURLs("crl", substituteShard(cfg.CRLDistributionPoints, 0)); err != nil {
+		return nil, err
 	}
 	lintKey, err := keys.Generate(kt)
 	if err != nil {
@@ -131,6 +189,7 @@ func NewIssuer(cert *x509.Certificate, signer crypto.Signer, cfg IssuerConfig) (
 			OCSPServers:           slices.Clone(cfg.OCSPServers),
 			IssuingCertificateURL: slices.Clone(cfg.IssuingCertificateURL),
 			CRLDistributionPoints: slices.Clone(cfg.CRLDistributionPoints),
+			CRLShards:             shards,
 		},
 		keyID:      slices.Clone(cert.SubjectKeyId),
 		sigAlg:     sigAlg,
@@ -147,6 +206,28 @@ func (i *Issuer) Cert() *x509.Certificate { return i.cert }
 // authority key identifier of everything it signs.
 func (i *Issuer) KeyID() []byte { return slices.Clone(i.keyID) }
 
+// CRLShards returns the number of CRL shards (at least 1).
+func (i *Issuer) CRLShards() int { return i.cfg.CRLShards }
+
+// CRLURLs returns the CRL distribution point URLs of shard: the configured
+// URLs with ShardPlaceholder replaced by the shard number. The certificates
+// of that shard carry them in their CDP, and the shard's CRL names them in
+// its Issuing Distribution Point. Nil when no CRL URL is configured.
+func (i *Issuer) CRLURLs(shard int) []string {
+	return substituteShard(i.cfg.CRLDistributionPoints, shard)
+}
+
+func substituteShard(urls []string, shard int) []string {
+	if len(urls) == 0 {
+		return nil
+	}
+	out := make([]string, len(urls))
+	for j, u := range urls {
+		out[j] = strings.ReplaceAll(u, ShardPlaceholder, strconv.Itoa(shard))
+	}
+	return out
+}
+
 // Token is the result of a successful Prepare: a certificate that was built
 // and linted but not yet signed. Pass it to Issue of the same Issuer, once.
 // Its accessors are safe for concurrent use.
@@ -154,6 +235,7 @@ type Token struct {
 	issuer   *Issuer
 	profile  string
 	template *x509.Certificate
+	shard    int
 	pub      crypto.PublicKey
 	lintTBS  []byte
 	used     atomic.Bool
@@ -170,6 +252,10 @@ func (t *Token) NotAfter() time.Time { return t.template.NotAfter }
 
 // Subject returns the certificate subject in RFC 2253 form ("CN=app,O=Example").
 func (t *Token) Subject() string { return t.template.Subject.String() }
+
+// Shard returns the certificate's CRL shard (ShardOf its serial); its CRL
+// distribution points name that shard.
+func (t *Token) Shard() int { return t.shard }
 
 // Profile returns the name of the profile the token was prepared with.
 func (t *Token) Profile() string { return t.profile }
@@ -233,6 +319,7 @@ func (i *Issuer) Prepare(p *Profile, req *Request, serial *big.Int, now time.Tim
 		issuer:   i,
 		profile:  p.name,
 		template: tmpl,
+		shard:    ShardOf(serial, i.cfg.CRLShards),
 		pub:      req.PublicKey,
 		lintTBS:  lintCert.RawTBSCertificate,
 	}, nil
@@ -360,7 +447,7 @@ func (i *Issuer) template(p *Profile, req *Request, serial *big.Int, now time.Ti
 		AuthorityKeyId:        slices.Clone(i.keyID),
 		OCSPServer:            slices.Clone(i.cfg.OCSPServers),
 		IssuingCertificateURL: slices.Clone(i.cfg.IssuingCertificateURL),
-		CRLDistributionPoints: slices.Clone(i.cfg.CRLDistributionPoints),
+		CRLDistributionPoints: i.CRLURLs(ShardOf(serial, i.cfg.CRLShards)),
 	}
 	if p.isCA {
 		tmpl.MaxPathLen = p.maxPathLen

@@ -46,6 +46,18 @@
 //   - ListTokens orders by CreatedAt descending, then ID ascending.
 //   - Audit IDs are positive and strictly increase in the order of appends
 //     that do not overlap in time; gaps are allowed.
+//
+// For revocation:
+//   - A zero Certificate.Shard given to AddCertificate keeps the
+//     reservation's shard; a negative shard is ErrInvalid everywhere.
+//   - PutOCSPResponse on a reserved serial is ErrNotIssued, on an unknown one
+//     ErrNotFound; a response with an equal ThisUpdate replaces the stored
+//     one.
+//   - PutCRL with an equal number replaces the stored CRL.
+//   - Notifications are checked only for arrival (within a generous
+//     timeout), never for latency; receivers tolerate duplicates and nil
+//     (rescan) markers. A second TryLock of a held name on the same store
+//     fails.
 package certdbtest
 
 import (
@@ -76,8 +88,9 @@ import (
 // sequentially, so open need not be safe for concurrent use.
 //
 // Every store must also implement [certdb.TokenStore] and
-// [certdb.AuditStore]: the token and audit subtests fail for a store that
-// does not.
+// [certdb.AuditStore], and the revocation interfaces [certdb.OCSPStore],
+// [certdb.CRLStore], [certdb.RevocationNotifier] and [certdb.Locker]: the
+// subtests for an interface fail for a store that does not implement it.
 func Run(t *testing.T, open func(t *testing.T) certdb.Store) {
 	t.Helper()
 	tests := []struct {
@@ -116,6 +129,25 @@ func Run(t *testing.T, open func(t *testing.T) certdb.Store) {
 		{"AuditPagination", withAudit(testAuditPagination)},
 		{"AuditConcurrent", withAudit(testAuditConcurrent)},
 		{"TokenAuditInvalid", withTokenAudit(testTokenAuditInvalid)},
+
+		{"ShardRoundTrip", testShardRoundTrip},
+		{"ShardInvalid", testShardInvalid},
+		{"OCSPRoundTrip", with(testOCSPRoundTrip)},
+		{"OCSPPutErrors", with(testOCSPPutErrors)},
+		{"OCSPConcurrentPuts", with(testOCSPConcurrentPuts)},
+		{"OCSPStale", with(testOCSPStale)},
+		{"OCSPStaleLimit", with(testOCSPStaleLimit)},
+		{"CRLNumbers", with(testCRLNumbers)},
+		{"CRLNumbersConcurrent", with(testCRLNumbersConcurrent)},
+		{"CRLPutGet", with(testCRLPutGet)},
+		{"ListRevokedShard", with(testListRevokedShard)},
+		{"ListRevokedShardErrors", with(testListRevokedShardErrors)},
+		{"NotifyRevoke", with(testNotifyRevoke)},
+		{"NotifyExplicit", with(testNotifyExplicit)},
+		{"NotifyTwoSubscribers", with(testNotifyTwoSubscribers)},
+		{"NotifyCancel", with(testNotifyCancel)},
+		{"NotifyClose", with(testNotifyClose)},
+		{"Lock", with(testLock)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,6 +235,7 @@ func ReservationOf(c *certdb.Certificate) *certdb.Reservation {
 		SANs:        slices.Clone(c.SANs),
 		NotBefore:   c.NotBefore,
 		NotAfter:    c.NotAfter,
+		Shard:       c.Shard,
 		LintDER:     []byte("lint certificate DER, opaque to the store"),
 	}
 }
@@ -313,6 +346,9 @@ func diffCert(got, want *certdb.Certificate) []string {
 	if !want.CreatedAt.IsZero() {
 		cmpTime("CreatedAt", got.CreatedAt, want.CreatedAt)
 	}
+	if got.Shard != want.Shard {
+		add("Shard", got.Shard, want.Shard)
+	}
 	return d
 }
 
@@ -354,6 +390,7 @@ func expectedReserved(r *certdb.Reservation) *certdb.Certificate {
 		Status:      certdb.StatusReserved,
 		Profile:     r.Profile,
 		Requester:   r.Requester,
+		Shard:       r.Shard,
 	}
 }
 

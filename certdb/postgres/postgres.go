@@ -17,6 +17,17 @@
 // checks the current state (a serial moves only reserved -> valid -> revoked),
 // and Migrate serialises concurrent migrators with an advisory lock.
 //
+// # Revocation
+//
+// Revoke announces each revocation on the LISTEN/NOTIFY channel
+// certctl_revoked (payload: the serial in lower-case hex) in the same
+// statement, so the announcement is sent exactly when the revocation commits,
+// whichever process (server, CLI) revoked. [Store.SubscribeRevocations]
+// listens on a dedicated connection and [Store.TryLock] holds a session
+// advisory lock on one: each counts against the server's max_connections in
+// addition to the pool. CRL numbers are numeric (up to RFC 5280's 20 octets);
+// [Store.ListRevokedShard] streams rows from a covering partial index.
+//
 // # Errors
 //
 // Driver errors are translated at this boundary: a duplicate serial is
@@ -44,6 +55,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -73,6 +85,14 @@ type Store struct {
 	pool   *pgxpool.Pool
 	log    *slog.Logger
 	target string // host:port/database, for messages; never the password
+
+	// Background goroutines (revocation subscriptions, lock holders) each
+	// hold a dedicated connection; Close cancels bgCtx and waits for them.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+	mu       sync.Mutex // guards closed and bg.Add
+	closed   bool
 }
 
 var _ certdb.Store = (*Store)(nil)
@@ -128,12 +148,14 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		log:    cfg.log,
 		target: net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))) + "/" + cc.Database,
 	}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	s.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
+		s.bgCancel()
 		return nil, fmt.Errorf("postgres: connect to %s: %s", s.target, redact(err.Error(), dsn))
 	}
 	if err := s.pool.Ping(ctx); err != nil {
-		s.pool.Close()
+		s.Close()
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, fmt.Errorf("postgres: connect to %s: %w", s.target, cerr)
 		}
@@ -143,11 +165,34 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// Close closes every connection of the pool; it waits for connections in use
-// to be released. It is idempotent and always returns nil.
+// Close ends the store's revocation subscriptions (closing their channels)
+// and gives up the locks it holds (closing their lost channels), then closes
+// every connection of the pool; it waits for connections in use to be
+// released. It is idempotent and always returns nil.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.bgCancel()
+	s.bg.Wait()
 	s.pool.Close()
 	return nil
+}
+
+// goBackground runs fn in a goroutine that Close waits for. It returns
+// false, without running fn, once the store is closed.
+func (s *Store) goBackground(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		fn()
+	}()
+	return true
 }
 
 // Ping checks that the database answers.
@@ -163,7 +208,7 @@ func (s *Store) Stat() *pgxpool.Stat { return s.pool.Stat() }
 
 // ReserveSerial records the intent to sign r.Serial (state reserved).
 // ErrDuplicate if the serial exists in any state; ErrInvalid for a nil
-// reservation or an invalid serial.
+// reservation, an invalid serial or a negative shard.
 func (s *Store) ReserveSerial(ctx context.Context, r *certdb.Reservation) error {
 	if r == nil {
 		return fmt.Errorf("postgres: reserve serial: %w: nil reservation", certdb.ErrInvalid)
@@ -172,11 +217,14 @@ func (s *Store) ReserveSerial(ctx context.Context, r *certdb.Reservation) error 
 	if err != nil {
 		return fmt.Errorf("postgres: reserve serial: %w", err)
 	}
+	if r.Shard < 0 {
+		return fmt.Errorf("postgres: reserve serial %x: %w: negative shard %d", key, certdb.ErrInvalid, r.Shard)
+	}
 	_, err = s.pool.Exec(ctx, `INSERT INTO certificates
-		(serial, issuer_key_id, subject, sans, not_before, not_after, status, lint_der, profile, requester)
-		VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9)`,
+		(serial, issuer_key_id, subject, sans, not_before, not_after, status, lint_der, profile, requester, shard)
+		VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10)`,
 		key, nonNil(r.IssuerKeyID), r.Subject, nonNilSANs(r.SANs), utc(r.NotBefore), utc(r.NotAfter),
-		nullable(r.LintDER), r.Profile, r.Requester)
+		nullable(r.LintDER), r.Profile, r.Requester, r.Shard)
 	if err != nil {
 		return s.dbError(fmt.Sprintf("reserve serial %x", key), err)
 	}
@@ -189,8 +237,8 @@ func (s *Store) ReserveSerial(ctx context.Context, r *certdb.Reservation) error 
 // no-op (0 rows) when the serial is already issued, even against a
 // concurrent AddCertificate or Revoke.
 const addCertificate = `INSERT INTO certificates AS cur
-	(serial, issuer_key_id, subject, sans, not_before, not_after, status, der, profile, requester)
-	VALUES ($1, $2, $3, $4, $5, $6, 2, $7, $8, $9)
+	(serial, issuer_key_id, subject, sans, not_before, not_after, status, der, profile, requester, shard)
+	VALUES ($1, $2, $3, $4, $5, $6, 2, $7, $8, $9, $12)
 	ON CONFLICT (serial) DO UPDATE SET
 		issuer_key_id = CASE WHEN octet_length(excluded.issuer_key_id) > 0 THEN excluded.issuer_key_id ELSE cur.issuer_key_id END,
 		subject       = CASE WHEN excluded.subject <> '' THEN excluded.subject ELSE cur.subject END,
@@ -200,12 +248,14 @@ const addCertificate = `INSERT INTO certificates AS cur
 		status        = 2,
 		der           = excluded.der,
 		profile       = CASE WHEN excluded.profile <> '' THEN excluded.profile ELSE cur.profile END,
-		requester     = CASE WHEN excluded.requester <> '' THEN excluded.requester ELSE cur.requester END
+		requester     = CASE WHEN excluded.requester <> '' THEN excluded.requester ELSE cur.requester END,
+		shard         = CASE WHEN excluded.shard <> 0 THEN excluded.shard ELSE cur.shard END
 	WHERE cur.status = 1`
 
 // AddCertificate stores an issued certificate, completing its reservation if
-// there is one (fields of c that are set override the reservation's). c.DER
-// is required and c.Status must be StatusAny or StatusValid (ErrInvalid
+// there is one (fields of c that are set override the reservation's; a zero
+// Shard keeps the reservation's). c.DER is required, c.Shard must not be
+// negative and c.Status must be StatusAny or StatusValid (ErrInvalid
 // otherwise). ErrDuplicate if the serial is already issued.
 func (s *Store) AddCertificate(ctx context.Context, c *certdb.Certificate) error {
 	if c == nil {
@@ -221,9 +271,12 @@ func (s *Store) AddCertificate(ctx context.Context, c *certdb.Certificate) error
 	if c.Status != certdb.StatusAny && c.Status != certdb.StatusValid {
 		return fmt.Errorf("postgres: add certificate %x: %w: status %v (add stores issued, unrevoked certificates)", key, certdb.ErrInvalid, c.Status)
 	}
+	if c.Shard < 0 {
+		return fmt.Errorf("postgres: add certificate %x: %w: negative shard %d", key, certdb.ErrInvalid, c.Shard)
+	}
 	tag, err := s.pool.Exec(ctx, addCertificate,
 		key, nonNil(c.IssuerKeyID), c.Subject, nonNilSANs(c.SANs), utc(c.NotBefore), utc(c.NotAfter),
-		c.DER, c.Profile, c.Requester, !c.NotBefore.IsZero(), !c.NotAfter.IsZero())
+		c.DER, c.Profile, c.Requester, !c.NotBefore.IsZero(), !c.NotAfter.IsZero(), c.Shard)
 	if err != nil {
 		return s.dbError(fmt.Sprintf("add certificate %x", key), err)
 	}
@@ -234,7 +287,10 @@ func (s *Store) AddCertificate(ctx context.Context, c *certdb.Certificate) error
 }
 
 // certColumns are the columns scanCert reads, in order.
-const certColumns = `serial, issuer_key_id, subject, sans, not_before, not_after, status, revoked_at, reason, der, profile, requester, created_at`
+const certColumns = `serial, issuer_key_id, subject, sans, not_before, not_after, status, revoked_at, reason, der, profile, requester, created_at, shard`
+
+// certColumnsC is certColumns qualified with the table alias c.
+const certColumnsC = `c.serial, c.issuer_key_id, c.subject, c.sans, c.not_before, c.not_after, c.status, c.revoked_at, c.reason, c.der, c.profile, c.requester, c.created_at, c.shard`
 
 func scanCert(row pgx.Row) (*certdb.Certificate, error) {
 	var (
@@ -243,13 +299,15 @@ func scanCert(row pgx.Row) (*certdb.Certificate, error) {
 		status    int16
 		revokedAt *time.Time
 		reason    *int16
+		shard     int32
 	)
 	if err := row.Scan(&serial, &c.IssuerKeyID, &c.Subject, &c.SANs, &c.NotBefore, &c.NotAfter,
-		&status, &revokedAt, &reason, &c.DER, &c.Profile, &c.Requester, &c.CreatedAt); err != nil {
+		&status, &revokedAt, &reason, &c.DER, &c.Profile, &c.Requester, &c.CreatedAt, &shard); err != nil {
 		return nil, err
 	}
 	c.Serial = new(big.Int).SetBytes(serial)
 	c.Status = certdb.Status(status)
+	c.Shard = int(shard)
 	c.NotBefore, c.NotAfter, c.CreatedAt = c.NotBefore.UTC(), c.NotAfter.UTC(), c.CreatedAt.UTC()
 	if revokedAt != nil {
 		c.RevokedAt = revokedAt.UTC()
@@ -346,10 +404,20 @@ func (s *Store) query(ctx context.Context, sql string, args ...any) ([]*certdb.C
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*certdb.Certificate, error) { return scanCert(row) })
 }
 
-// Revoke marks an issued certificate revoked at the given time. ErrNotFound,
-// ErrNotIssued (reserved only), ErrAlreadyRevoked; ErrInvalid for a reason
-// RFC 5280 does not define or a zero time. Of concurrent Revoke calls on one
-// serial, from any number of processes, exactly one succeeds.
+// revoke marks the certificate revoked and, in the same statement (so in the
+// same transaction), announces it on revokedChannel: the notification is
+// delivered exactly when the revocation commits.
+const revoke = `WITH r AS (
+		UPDATE certificates SET status = 3, revoked_at = $2, reason = $3
+		WHERE serial = $1 AND status = 2 RETURNING serial)
+	SELECT pg_notify('` + revokedChannel + `', encode(serial, 'hex')) FROM r`
+
+// Revoke marks an issued certificate revoked at the given time and announces
+// it to every subscriber (see SubscribeRevocations), in every process,
+// when it commits. ErrNotFound, ErrNotIssued (reserved only),
+// ErrAlreadyRevoked; ErrInvalid for a reason RFC 5280 does not define or a
+// zero time. Of concurrent Revoke calls on one serial, from any number of
+// processes, exactly one succeeds.
 func (s *Store) Revoke(ctx context.Context, serial *big.Int, reason certdb.Reason, at time.Time) error {
 	key, err := serialKey(serial)
 	if err != nil {
@@ -362,8 +430,7 @@ func (s *Store) Revoke(ctx context.Context, serial *big.Int, reason certdb.Reaso
 	if at.IsZero() {
 		return fmt.Errorf("postgres: %s: %w: no revocation time", op, certdb.ErrInvalid)
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE certificates SET status = 3, revoked_at = $2, reason = $3
-		WHERE serial = $1 AND status = 2`, key, utc(at), int16(reason))
+	tag, err := s.pool.Exec(ctx, revoke, key, utc(at), int16(reason))
 	if err != nil {
 		return s.dbError(op, err)
 	}
@@ -397,7 +464,7 @@ func (s *Store) dbError(op string, err error) error {
 	case errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || // data_exception
 		pgErr.Code == "23502" || pgErr.Code == "23514"): // not_null_violation, check_violation
 		return fmt.Errorf("postgres: %s: %w: %s", op, certdb.ErrInvalid, pgErr.Message)
-	case errors.As(err, &pgErr) && pgErr.Code == "42P01": // undefined_table
+	case errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "42703"): // undefined_table, undefined_column
 		return fmt.Errorf("postgres: %s: %w: %s; run `certctl db migrate`", op, certdb.ErrSchema, pgErr.Message)
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("postgres: %s: %w", op, context.Canceled)

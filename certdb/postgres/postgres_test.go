@@ -533,10 +533,12 @@ func TestSchema(t *testing.T) {
 
 	t.Run("indexes", func(t *testing.T) {
 		want := map[string]string{
-			"certificates_pkey":                     "USING btree (serial)",
-			"certificates_revoked_issuer_not_after": "USING btree (issuer_key_id, not_after) WHERE (status = 3)",
-			"certificates_not_after":                "USING btree (not_after)",
-			"certificates_status_serial":            "USING btree (status, serial)",
+			"certificates_pkey":                        "USING btree (serial)",
+			"certificates_revoked_issuer_not_after":    "USING btree (issuer_key_id, not_after) WHERE (status = 3)",
+			"certificates_not_after":                   "USING btree (not_after)",
+			"certificates_status_serial":               "USING btree (status, serial)",
+			"certificates_revoked_issuer_shard_serial": "USING btree (issuer_key_id, shard, serial) INCLUDE (not_after, revoked_at, reason) WHERE (status = 3)",
+			"certificates_issued_issuer_serial":        "USING btree (issuer_key_id, serial) INCLUDE (not_after, status) WHERE (status = ANY (ARRAY[2, 3]))",
 		}
 		for name, suffix := range want {
 			if !strings.HasSuffix(defs[name], suffix) {
@@ -555,6 +557,8 @@ func TestSchema(t *testing.T) {
 			{"certificates_revoked_issuer_not_after", listRevoked, `('\x01', now())`},
 			{"certificates_not_after", `SELECT serial FROM certificates WHERE status IN (2, 3) AND not_after < $1 ORDER BY serial LIMIT 100`, `(now())`},
 			{"certificates_status_serial", `SELECT serial FROM certificates WHERE status = $1 ORDER BY serial LIMIT 100`, `(1)`},
+			{"certificates_revoked_issuer_shard_serial", listRevokedShard, `('\x01', 0, now())`},
+			{"certificates_issued_issuer_serial", listOCSPStale, `('\x01', now(), now(), '\x', 1000)`},
 		}
 		for i, p := range plans {
 			t.Run(p.index, func(t *testing.T) {
@@ -573,7 +577,7 @@ func TestSchema(t *testing.T) {
 					switch name {
 					case p.index:
 					case "certificates_pkey":
-						_, err = tx.Exec(ctx, `ALTER TABLE certificates DROP CONSTRAINT certificates_pkey`)
+						_, err = tx.Exec(ctx, `ALTER TABLE certificates DROP CONSTRAINT certificates_pkey CASCADE`) // and ocsp_responses' foreign key
 					default:
 						_, err = tx.Exec(ctx, `DROP INDEX `+name)
 					}

@@ -99,8 +99,9 @@ func TestTokensConcurrentProcesses(t *testing.T) {
 	}
 }
 
-// A database migrated by the previous certctl (schema version 1, with
-// certificates) is brought to version 2 without losing anything.
+// A database migrated by an old certctl (schema version 1, with
+// certificates) is brought up to date without losing anything; its
+// certificates land in CRL shard 0.
 func TestMigrateFromVersion1(t *testing.T) {
 	ctx := t.Context()
 	s := open(t, pg.NewDatabase(t))
@@ -108,33 +109,51 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) != 2 || ms[1].name != "0002_tokens_audit.sql" {
-		t.Fatalf("embedded migrations: %d, want 0001 and 0002_tokens_audit.sql", len(ms))
+	if len(ms) != 3 || ms[1].name != "0002_tokens_audit.sql" || ms[2].name != "0003_revocation.sql" {
+		t.Fatalf("embedded migrations: %d, want 0001, 0002_tokens_audit.sql and 0003_revocation.sql", len(ms))
 	}
 	for _, q := range []string{createMigrationsTable, ms[0].sql, `INSERT INTO schema_migrations (version, name) VALUES (1, 'v1')`} {
 		if _, err := s.pool.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}
 	}
-	now := time.Now()
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	c := certdbtest.NewCertificate(t, certdbtest.RandomSerial(), now, now.Add(time.Hour))
-	if err := s.AddCertificate(ctx, c); err != nil {
+	// The columns of version 1: what the old certctl wrote.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO certificates
+		(serial, issuer_key_id, subject, not_before, not_after, status, der, revoked_at, reason)
+		VALUES ($1, $2, $3, $4, $5, 3, $6, $7, 1)`,
+		c.Serial.Bytes(), c.IssuerKeyID, c.Subject, c.NotBefore, c.NotAfter, c.DER, now); err != nil {
 		t.Fatal(err)
 	}
 	err = s.CheckSchema(ctx)
-	if !errors.Is(err, certdb.ErrSchema) || !strings.Contains(err.Error(), "schema version 1, this certctl needs 2") {
-		t.Fatalf("CheckSchema() at version 1 = %v, want ErrSchema naming versions 1 and 2", err)
+	if !errors.Is(err, certdb.ErrSchema) || !strings.Contains(err.Error(), "schema version 1, this certctl needs 3") {
+		t.Fatalf("CheckSchema() at version 1 = %v, want ErrSchema naming versions 1 and 3", err)
 	}
 	if err := s.CreateToken(ctx, certdbtest.NewToken("tok")); !errors.Is(err, certdb.ErrSchema) {
 		t.Fatalf("CreateToken() before the tokens table exists = %v, want ErrSchema", err)
+	}
+	if _, err := s.GetCertificate(ctx, c.Serial); !errors.Is(err, certdb.ErrSchema) {
+		t.Fatalf("GetCertificate() before the shard column exists = %v, want ErrSchema", err)
 	}
 
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	checkMigrated(t, s)
-	if got, err := s.GetCertificate(ctx, c.Serial); err != nil || string(got.DER) != string(c.DER) {
-		t.Fatalf("certificate after the upgrade: %v", err)
+	if got, err := s.GetCertificate(ctx, c.Serial); err != nil || string(got.DER) != string(c.DER) || got.Shard != 0 ||
+		got.Status != certdb.StatusRevoked || !got.RevokedAt.Equal(now) {
+		t.Fatalf("certificate after the upgrade: %+v, %v", got, err)
+	}
+	var entries int
+	if err := s.ListRevokedShard(ctx, c.IssuerKeyID, 0, now, func(e *certdb.Certificate) error {
+		entries++
+		if e.Serial.Cmp(c.Serial) != 0 {
+			t.Errorf("ListRevokedShard() after the upgrade lists %x", e.Serial)
+		}
+		return nil
+	}); err != nil || entries != 1 {
+		t.Fatalf("ListRevokedShard() after the upgrade: %d entries, %v; want 1", entries, err)
 	}
 	if err := s.CreateToken(ctx, certdbtest.NewToken("tok")); err != nil {
 		t.Fatalf("CreateToken() after the upgrade: %v", err)

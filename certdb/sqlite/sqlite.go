@@ -19,6 +19,14 @@
 // to the busy timeout (10s). Reads use a separate pool of read-only
 // connections and do not wait for writers.
 //
+// # Revocation
+//
+// Revocation announcements ([Store.SubscribeRevocations]) and locks
+// ([Store.TryLock]) live in the Store: other processes, and other Stores on
+// the same file, neither see the announcements nor share the locks, so a
+// deployment with several certctl processes needs PostgreSQL. CRL numbers are
+// 64-bit integers and end below 2^62.
+//
 // # Files
 //
 // Open creates a missing database file itself, with mode 0600 whatever the
@@ -70,6 +78,14 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// In-process revocation announcements and locks (revocation.go).
+	mu      sync.Mutex
+	closed  bool
+	stopped chan struct{} // closed by Close: ends the subscriptions
+	subs    map[*subscriber]struct{}
+	locks   map[string]*heldLock
+	bg      sync.WaitGroup // subscription goroutines; Close waits for them
 }
 
 var _ certdb.Store = (*Store)(nil)
@@ -107,7 +123,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 
-	s := &Store{path: abs, log: cfg.log, now: cfg.now}
+	s := &Store{path: abs, log: cfg.log, now: cfg.now, stopped: make(chan struct{}),
+		subs: map[*subscriber]struct{}{}, locks: map[string]*heldLock{}}
 	s.w, err = sql.Open("sqlite", dsn(abs, false))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
@@ -219,10 +236,12 @@ func dsn(abs string, readOnly bool) string {
 	return "file:" + (&url.URL{Path: filepath.ToSlash(abs)}).EscapedPath() + "?" + q.Encode()
 }
 
-// Close closes the database. It is idempotent; later calls return the
-// result of the first.
+// Close ends the store's revocation subscriptions (closing their channels)
+// and closes the database. It is idempotent; later calls return the result
+// of the first.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.closeSubscriptions()
 		s.closeErr = errors.Join(s.r.Close(), s.w.Close())
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("sqlite: close %s: %w", s.path, s.closeErr)
@@ -299,7 +318,7 @@ func isUniqueViolation(err error) bool {
 }
 
 // ReserveSerial records r in state StatusReserved. ErrDuplicate if the
-// serial exists in any state.
+// serial exists in any state; ErrInvalid for a negative shard.
 func (s *Store) ReserveSerial(ctx context.Context, r *certdb.Reservation) error {
 	if r == nil {
 		return fmt.Errorf("sqlite: reserve serial: %w: nil reservation", certdb.ErrInvalid)
@@ -312,11 +331,14 @@ func (s *Store) ReserveSerial(ctx context.Context, r *certdb.Reservation) error 
 	if err != nil {
 		return fmt.Errorf("sqlite: reserve serial %x: %w", key, err)
 	}
+	if r.Shard < 0 {
+		return fmt.Errorf("sqlite: reserve serial %x: %w: negative shard %d", key, certdb.ErrInvalid, r.Shard)
+	}
 	_, err = s.w.ExecContext(ctx, `INSERT INTO certificates
-		(serial, issuer_key_id, subject, sans, not_before, not_after, status, lint_der, profile, requester, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		(serial, issuer_key_id, subject, sans, not_before, not_after, status, lint_der, profile, requester, created_at, shard)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		key, nonNil(r.IssuerKeyID), r.Subject, sans, micros(r.NotBefore), micros(r.NotAfter),
-		int(certdb.StatusReserved), nullable(r.LintDER), r.Profile, r.Requester, micros(s.now()))
+		int(certdb.StatusReserved), nullable(r.LintDER), r.Profile, r.Requester, micros(s.now()), r.Shard)
 	if isUniqueViolation(err) {
 		return fmt.Errorf("sqlite: reserve serial %x: %w", key, certdb.ErrDuplicate)
 	}
@@ -329,9 +351,10 @@ func (s *Store) ReserveSerial(ctx context.Context, r *certdb.Reservation) error 
 // AddCertificate stores an issued certificate (StatusValid). If the serial
 // is reserved, the reservation is completed: CreatedAt and LintDER are kept,
 // and every field of c that is set (non-empty, non-zero) replaces the
-// reserved one. If the serial is unknown, c is inserted. ErrDuplicate if the
-// serial is already issued. c.DER is required; c.Status must be StatusAny or
-// StatusValid.
+// reserved one (a zero Shard keeps the reservation's). If the serial is
+// unknown, c is inserted. ErrDuplicate if the serial is already issued. c.DER
+// is required; c.Status must be StatusAny or StatusValid; c.Shard must not be
+// negative.
 func (s *Store) AddCertificate(ctx context.Context, c *certdb.Certificate) (err error) {
 	if c == nil {
 		return fmt.Errorf("sqlite: add certificate: %w: nil certificate", certdb.ErrInvalid)
@@ -348,6 +371,9 @@ func (s *Store) AddCertificate(ctx context.Context, c *certdb.Certificate) (err 
 	}
 	if _, err := encodeSANs(c.SANs); err != nil {
 		return fmt.Errorf("sqlite: add certificate %x: %w", key, err)
+	}
+	if c.Shard < 0 {
+		return fmt.Errorf("sqlite: add certificate %x: %w: negative shard %d", key, certdb.ErrInvalid, c.Shard)
 	}
 
 	tx, err := s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE (see dsn)
@@ -379,15 +405,15 @@ func (s *Store) AddCertificate(ctx context.Context, c *certdb.Certificate) (err 
 		return fmt.Errorf("sqlite: add certificate %x: %w", key, err)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO certificates
-		(serial, issuer_key_id, subject, sans, not_before, not_after, status, der, profile, requester, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		(serial, issuer_key_id, subject, sans, not_before, not_after, status, der, profile, requester, created_at, shard)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (serial) DO UPDATE SET
 			issuer_key_id = excluded.issuer_key_id, subject = excluded.subject, sans = excluded.sans,
 			not_before = excluded.not_before, not_after = excluded.not_after, status = excluded.status,
-			der = excluded.der, profile = excluded.profile, requester = excluded.requester
+			der = excluded.der, profile = excluded.profile, requester = excluded.requester, shard = excluded.shard
 		WHERE certificates.status = ?`,
 		key, nonNil(rec.IssuerKeyID), rec.Subject, sans, micros(rec.NotBefore), micros(rec.NotAfter),
-		int(certdb.StatusValid), c.DER, rec.Profile, rec.Requester, micros(rec.CreatedAt),
+		int(certdb.StatusValid), c.DER, rec.Profile, rec.Requester, micros(rec.CreatedAt), rec.Shard,
 		int(certdb.StatusReserved))
 	if isUniqueViolation(err) {
 		return fmt.Errorf("sqlite: add certificate %x: %w", key, certdb.ErrDuplicate)
@@ -424,11 +450,16 @@ func merge(rec *certdb.Certificate, c *certdb.Certificate) {
 	if c.Requester != "" {
 		rec.Requester = c.Requester
 	}
+	if c.Shard != 0 {
+		rec.Shard = c.Shard
+	}
 }
 
-// Revoke marks an issued certificate revoked at the given time. ErrNotFound,
-// ErrNotIssued (reserved only), ErrAlreadyRevoked; ErrInvalid for a reason
-// RFC 5280 does not define or a zero time.
+// Revoke marks an issued certificate revoked at the given time and, once
+// committed, announces it to the store's subscribers (see
+// SubscribeRevocations). ErrNotFound, ErrNotIssued (reserved only),
+// ErrAlreadyRevoked; ErrInvalid for a reason RFC 5280 does not define or a
+// zero time.
 func (s *Store) Revoke(ctx context.Context, serial *big.Int, reason certdb.Reason, at time.Time) (err error) {
 	key, err := serialKey(serial)
 	if err != nil {
@@ -469,11 +500,12 @@ func (s *Store) Revoke(ctx context.Context, serial *big.Int, reason certdb.Reaso
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: revoke %x: commit: %v", key, err)
 	}
+	s.publish(new(big.Int).SetBytes(key))
 	return nil
 }
 
 const selectCert = `SELECT serial, issuer_key_id, subject, sans, not_before, not_after, status,
-	revoked_at, reason, der, profile, requester, created_at FROM certificates`
+	revoked_at, reason, der, profile, requester, created_at, shard FROM certificates`
 
 // scanCert reads one row selected with selectCert.
 func scanCert(row interface{ Scan(...any) error }) (*certdb.Certificate, error) {
@@ -486,7 +518,7 @@ func scanCert(row interface{ Scan(...any) error }) (*certdb.Certificate, error) 
 		revokedAt, reason         sql.NullInt64
 	)
 	err := row.Scan(&serial, &c.IssuerKeyID, &c.Subject, &sans, &notBefore, &notAfter, &status,
-		&revokedAt, &reason, &c.DER, &c.Profile, &c.Requester, &crAt)
+		&revokedAt, &reason, &c.DER, &c.Profile, &c.Requester, &crAt, &c.Shard)
 	if err != nil {
 		return nil, err
 	}

@@ -217,13 +217,13 @@ func TestCheckSchema(t *testing.T) {
 	if !errors.Is(err, certdb.ErrSchema) {
 		t.Fatalf("CheckSchema() on a new database error = %v, want ErrSchema", err)
 	}
-	for _, want := range []string{"version 0", "needs 2", "run `certctl db migrate`"} {
+	for _, want := range []string{"version 0", "needs 3", "run `certctl db migrate`"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("CheckSchema() error = %q, want it to contain %q", err, want)
 		}
 	}
-	if cur, want, err := s.SchemaVersion(ctx); err != nil || cur != 0 || want != 2 {
-		t.Fatalf("SchemaVersion() = %d, %d, %v; want 0, 2, nil", cur, want, err)
+	if cur, want, err := s.SchemaVersion(ctx); err != nil || cur != 0 || want != 3 {
+		t.Fatalf("SchemaVersion() = %d, %d, %v; want 0, 3, nil", cur, want, err)
 	}
 
 	if err := s.Migrate(ctx); err != nil {
@@ -427,8 +427,14 @@ func TestParseMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatalf("embedded migrations: %v", err)
 	}
-	if len(ms) != 2 || ms[0].version != 1 || ms[0].name != "0001_init.sql" || ms[1].version != 2 || ms[1].name != "0002_tokens_audit.sql" {
-		t.Fatalf("embedded migrations: %d, want 0001_init.sql and 0002_tokens_audit.sql", len(ms))
+	names := []string{"0001_init.sql", "0002_tokens_audit.sql", "0003_revocation.sql"}
+	if len(ms) != len(names) {
+		t.Fatalf("embedded migrations: %d, want %v", len(ms), names)
+	}
+	for i, m := range ms {
+		if m.version != i+1 || m.name != names[i] {
+			t.Fatalf("embedded migration #%d = %d %s, want %d %s", i, m.version, m.name, i+1, names[i])
+		}
 	}
 	file := func(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
 	tests := []struct {

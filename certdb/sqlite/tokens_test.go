@@ -13,8 +13,9 @@ import (
 	"github.com/certctl/certctl/certdb/certdbtest"
 )
 
-// A database migrated by the previous certctl (schema version 1, with
-// certificates) is brought to version 2 without losing anything.
+// A database migrated by an old certctl (schema version 1, with
+// certificates) is brought up to date without losing anything; its
+// certificates land in CRL shard 0.
 func TestMigrateFromVersion1(t *testing.T) {
 	ctx := t.Context()
 	s := openPath(t, filepath.Join(t.TempDir(), "certctl.db"))
@@ -28,14 +29,18 @@ func TestMigrateFromVersion1(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	now := time.Now()
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	c := certdbtest.NewCertificate(t, certdbtest.RandomSerial(), now, now.Add(time.Hour))
-	if err := s.AddCertificate(ctx, c); err != nil {
+	// The columns of version 1: what the old certctl wrote.
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO certificates
+		(serial, issuer_key_id, subject, sans, not_before, not_after, status, der, profile, requester, created_at, revoked_at, reason)
+		VALUES (?, ?, ?, '[]', ?, ?, 3, ?, '', '', ?, ?, 1)`,
+		c.Serial.Bytes(), c.IssuerKeyID, c.Subject, micros(c.NotBefore), micros(c.NotAfter), c.DER, micros(now), micros(now)); err != nil {
 		t.Fatal(err)
 	}
 	err = s.CheckSchema(ctx)
-	if !errors.Is(err, certdb.ErrSchema) || !strings.Contains(err.Error(), "version 1, this certctl needs 2") {
-		t.Fatalf("CheckSchema() at version 1 = %v, want ErrSchema naming versions 1 and 2", err)
+	if !errors.Is(err, certdb.ErrSchema) || !strings.Contains(err.Error(), fmt.Sprintf("version 1, this certctl needs %d", len(ms))) {
+		t.Fatalf("CheckSchema() at version 1 = %v, want ErrSchema naming versions 1 and %d", err, len(ms))
 	}
 	if err := s.CreateToken(ctx, certdbtest.NewToken("tok")); err == nil {
 		t.Fatal("CreateToken() before the tokens table exists succeeded")
@@ -47,8 +52,19 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err := s.CheckSchema(ctx); err != nil {
 		t.Fatalf("CheckSchema() after Migrate = %v", err)
 	}
-	if got, err := s.GetCertificate(ctx, c.Serial); err != nil || string(got.DER) != string(c.DER) {
-		t.Fatalf("certificate after the upgrade: %v", err)
+	if got, err := s.GetCertificate(ctx, c.Serial); err != nil || string(got.DER) != string(c.DER) || got.Shard != 0 ||
+		got.Status != certdb.StatusRevoked || !got.RevokedAt.Equal(now) {
+		t.Fatalf("certificate after the upgrade: %+v, %v", got, err)
+	}
+	var entries int
+	if err := s.ListRevokedShard(ctx, c.IssuerKeyID, 0, now, func(e *certdb.Certificate) error {
+		entries++
+		if e.Serial.Cmp(c.Serial) != 0 {
+			t.Errorf("ListRevokedShard() after the upgrade lists %x", e.Serial)
+		}
+		return nil
+	}); err != nil || entries != 1 {
+		t.Fatalf("ListRevokedShard() after the upgrade: %d entries, %v; want 1", entries, err)
 	}
 	if err := s.CreateToken(ctx, certdbtest.NewToken("tok")); err != nil {
 		t.Fatalf("CreateToken() after the upgrade: %v", err)

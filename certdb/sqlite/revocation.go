@@ -341,11 +341,15 @@ func (s *Store) publish(serial *big.Int) {
 }
 
 // NotifyRevoked announces serial's revocation to this store's
-// subscriptions. Revoke already announces each revocation: this is for
-// re-announcing. It never blocks.
+// subscriptions at once, and to other processes' through the event log.
+// Revoke already announces each revocation: this is for re-announcing.
 func (s *Store) NotifyRevoked(ctx context.Context, serial *big.Int) error {
-	if _, err := serialKey(serial); err != nil {
+	key, err := serialKey(serial)
+	if err != nil {
 		return fmt.Errorf("sqlite: notify revoked: %w", err)
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO revocation_events (serial, at) VALUES (?, ?)`, key, micros(s.now())); err != nil {
+		return fmt.Errorf("sqlite: notify revoked %x: %v", key, err)
 	}
 	s.publish(serial)
 	return nil
@@ -353,8 +357,9 @@ func (s *Store) NotifyRevoked(ctx context.Context, serial *big.Int) error {
 
 // SubscribeRevocations delivers the serials that this Store's Revoke and
 // NotifyRevoked announce, until ctx is done or the store is closed; then it
-// closes the channel. Announcements stay within the Store: other processes,
-// and other Stores on the same file, do not see them. Announcing never
+// closes the channel. This Store's own announcements arrive at once; those
+// of other processes, and other Stores on the same file, within about
+// 200 ms through the revocation_events log (duplicates possible). Announcing never
 // waits for a receiver: a receiver that falls more than 64 announcements
 // behind gets a nil ("rescan"), after the queued ones, instead of the ones
 // that did not fit.
@@ -366,6 +371,12 @@ func (s *Store) SubscribeRevocations(ctx context.Context) (<-chan *big.Int, erro
 		return nil, fmt.Errorf("sqlite: subscribe to revocations: %s: store closed", s.path)
 	}
 	s.subs[sub] = struct{}{}
+	if !s.polling {
+		// Other processes' announcements arrive through the event log.
+		s.polling = true
+		s.bg.Add(1)
+		go s.pollEvents()
+	}
 	s.bg.Add(1)
 	stopped := s.stopped
 	s.mu.Unlock()

@@ -86,6 +86,7 @@ type Store struct {
 	subs    map[*subscriber]struct{}
 	locks   map[string]*heldLock
 	bg      sync.WaitGroup // subscription goroutines; Close waits for them
+	polling bool           // the revocation_events poller runs
 }
 
 var _ certdb.Store = (*Store)(nil)
@@ -496,6 +497,10 @@ func (s *Store) Revoke(ctx context.Context, serial *big.Int, reason certdb.Reaso
 		int(certdb.StatusRevoked), micros(at), int(reason), key)
 	if err != nil {
 		return fmt.Errorf("sqlite: revoke %x: %v", key, err)
+	}
+	// Announced to other processes in the same transaction (revocation_events.go).
+	if _, err = tx.ExecContext(ctx, `INSERT INTO revocation_events (serial, at) VALUES (?, ?)`, key, micros(s.now())); err != nil {
+		return fmt.Errorf("sqlite: revoke %x: record event: %v", key, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: revoke %x: commit: %v", key, err)

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
+	"github.com/certctl/certctl/keys/pkcs11"
 )
 
 const defaultCAName = "certctl Internal CA"
@@ -30,7 +32,16 @@ certificates in the certificate database.
 Writes DIR/certctl.yaml (unless present: an existing file is used as is),
 root.crt, root.key, intermediate.crt and intermediate.key (keys mode 0600).
 Only the intermediate key is used to issue: root.key may be moved offline
-afterwards. With a postgres:// --db the schema is migrated first.`
+afterwards. With a postgres:// --db the schema is migrated first.
+
+HSM: --key 'pkcs11:token=T;object=LABEL?module-path=LIB&pin-source=file:PIN'
+creates the intermediate key on a PKCS#11 token (or uses the key already
+there under that label) instead of writing intermediate.key; the key never
+leaves the token. The URI (without any PIN) is recorded as
+ca.intermediate_key in certctl.yaml, and every later command signs through
+the token. --root-key does the same for the root key. The PIN comes from the
+URI's pin-source file or from CERTCTL_PKCS11_PIN; a pin-value on the command
+line is refused (process listings would show it).`
 
 func cmdInit(ctx context.Context, e *env, args []string) (err error) {
 	fs := newFlagSet(e, "init", "", initDoc)
@@ -40,6 +51,9 @@ func cmdInit(ctx context.Context, e *env, args []string) (err error) {
 	name := fs.String("name", "", "CA `NAME`: the root's common name; the intermediate is \"NAME Intermediate\" (default \""+defaultCAName+"\")")
 	jsonOut := fs.Bool("json", false, "print the result as JSON")
 	verbose := fs.Bool("verbose", false, "log progress to stderr")
+	keyFlag := fs.String("key", "", "make the intermediate key on an HSM: a pkcs11: `URI` (token=…;object=LABEL?module-path=…&pin-source=file:…); an existing key with that label is used (default: ca.intermediate_key from certctl.yaml, else the file intermediate.key)")
+	rootKeyFlag := fs.String("root-key", "", "make the root key on an HSM too: a pkcs11: `URI` (default: the file root.key)")
+	module := fs.String("module", e.getenv(envPKCS11Module), "PKCS#11 library `PATH` for --key/--root-key URIs without module-path (env "+envPKCS11Module+")")
 	if err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -47,6 +61,17 @@ func cmdInit(ctx context.Context, e *env, args []string) (err error) {
 		return usageError("init takes no arguments, got %q", fs.Args())
 	}
 	log := newLogger(e, *verbose)
+	var interURI, rootURI *pkcs11.URI
+	if *keyFlag != "" {
+		if interURI, err = parseKeyFlag("key", *keyFlag, *module); err != nil {
+			return err
+		}
+	}
+	if *rootKeyFlag != "" {
+		if rootURI, err = parseKeyFlag("root-key", *rootKeyFlag, *module); err != nil {
+			return err
+		}
+	}
 
 	for _, f := range []string{intermediateCertFile, intermediateKeyFile, rootCertFile, rootKeyFile} {
 		if _, err := os.Stat(c.path(f)); err == nil {
@@ -90,6 +115,9 @@ func cmdInit(ctx context.Context, e *env, args []string) (err error) {
 	if err != nil {
 		return usageError("%v", err)
 	}
+	if interURI, err = reconcileKeyRef(cfg, writeConfig, interURI); err != nil {
+		return err
+	}
 	profiles, err := buildProfiles(cfg)
 	if err != nil {
 		return err
@@ -104,12 +132,29 @@ func cmdInit(ctx context.Context, e *env, args []string) (err error) {
 	}
 	defer st.Close()
 
+	// HSM keys: each library is opened once; keys made on a token stay
+	// there even if init fails (the next init finds and uses them).
+	hsm := newHSMModules(log)
+	defer hsm.Close()
+	var made []string
+	defer func() {
+		if err != nil && len(made) > 0 {
+			err = fmt.Errorf("%w\nnote: init generated %s on the HSM and left it there; running init again uses it", err, strings.Join(made, " and "))
+		}
+	}()
+	hsmOpts := hsmOptions(e.getenv, log)
+	strictType := *keyType != ""
+	var notes []string
+
 	// Everything is made and recorded in the database before any file is
 	// written: a failure leaves no half-made CA directory behind.
 	log.Info("generating root key", "type", kt)
-	rootKey, err := keys.Generate(kt)
+	rootKey, note, err := initKey(ctx, hsm, rootURI, kt, strictType, hsmOpts, &made)
 	if err != nil {
-		return err
+		return fmt.Errorf("root key: %w", err)
+	}
+	if note != "" {
+		notes = append(notes, "root "+note)
 	}
 	rootValidity := time.Duration(cfg.CA.RootValidity)
 	if rootValidity == 0 {
@@ -129,9 +174,24 @@ func cmdInit(ctx context.Context, e *env, args []string) (err error) {
 		return err
 	}
 	log.Info("generating intermediate key", "type", kt)
-	interKey, err := keys.Generate(kt)
+	interKey, note, err := initKey(ctx, hsm, interURI, kt, strictType, hsmOpts, &made)
 	if err != nil {
-		return err
+		return fmt.Errorf("intermediate key: %w", err)
+	}
+	if note != "" {
+		notes = append(notes, "intermediate "+note)
+	}
+	rootKeyDesc, interKeyDesc := c.path(rootKeyFile), c.path(intermediateKeyFile)
+	if hs, ok := rootKey.(*pkcs11.Signer); ok {
+		rootKeyDesc = hs.URI().String()
+		cfg.CA.RootKey = rootKeyDesc
+	}
+	if hs, ok := interKey.(*pkcs11.Signer); ok {
+		interKeyDesc = hs.URI().String()
+		cfg.CA.IntermediateKey = interKeyDesc
+		if t, err := keys.TypeOf(hs.Public()); err == nil {
+			cfg.CA.KeyType = string(t)
+		}
 	}
 	rootCA, err := ca.New(rootIssuer, nil, map[string]*issuance.Profile{"intermediate": interProfile}, st, ca.WithLogger(log))
 	if err != nil {
@@ -156,13 +216,14 @@ func cmdInit(ctx context.Context, e *env, args []string) (err error) {
 			"dir":                      c.dir,
 			"database":                 redact(c.dbURL(cfg)),
 			"root_certificate":         c.path(rootCertFile),
-			"root_key":                 c.path(rootKeyFile),
+			"root_key":                 rootKeyDesc,
 			"root_serial":              hex.EncodeToString(root.SerialNumber.Bytes()),
 			"root_sha256":              hex.EncodeToString(rootFP[:]),
 			"intermediate_certificate": c.path(intermediateCertFile),
-			"intermediate_key":         c.path(intermediateKeyFile),
+			"intermediate_key":         interKeyDesc,
 			"intermediate_serial":      hex.EncodeToString(inter.Serial.Bytes()),
 			"key_type":                 string(kt),
+			"notes":                    notes,
 		})
 	}
 	fmt.Fprintf(e.stdout, `Created CA %q (%s) in %s
@@ -172,7 +233,13 @@ func cmdInit(ctx context.Context, e *env, args []string) (err error) {
 The root key (%s) is not needed for issuing: keep it offline.
 Next: certctl issue --dir %s --cn NAME.internal
 `, cfg.CA.Name, kt, c.dir, c.path(rootCertFile), hex.EncodeToString(rootFP[:]), c.path(intermediateCertFile),
-		redact(c.dbURL(cfg)), c.path(rootKeyFile), c.dir)
+		redact(c.dbURL(cfg)), rootKeyDesc, c.dir)
+	for _, n := range notes {
+		fmt.Fprintln(e.stdout, n)
+	}
+	if _, ok := interKey.(*pkcs11.Signer); ok {
+		fmt.Fprintf(e.stdout, "The intermediate key stays on the HSM: %s\n(recorded as ca.intermediate_key in %s)\n", interKeyDesc, c.path(configFile))
+	}
 	return nil
 }
 
@@ -237,6 +304,9 @@ func (w *fileWriter) writeAll(c common, cfg *Config, writeConfig bool, rootKey, 
 }
 
 func (w *fileWriter) key(path string, k crypto.Signer) error {
+	if _, onHSM := k.(*pkcs11.Signer); onHSM {
+		return nil // it never leaves the token
+	}
 	if err := keys.WriteFile(path, k); err != nil {
 		return err
 	}
@@ -316,4 +386,65 @@ func joinKeyTypes() string {
 		out += t
 	}
 	return out
+}
+
+// initKey makes a CA key: in software when u is nil, else on the token u
+// names, or, when the token already has a key under that label, that key
+// (strict: it must be of type kt). note says which, for the output.
+func initKey(ctx context.Context, hsm *hsmModules, u *pkcs11.URI, kt keys.KeyType, strict bool, opts []pkcs11.Option, made *[]string) (crypto.Signer, string, error) {
+	if u == nil {
+		k, err := keys.Generate(kt)
+		return k, "", err
+	}
+	m, err := hsm.get(u.ModulePath)
+	if err != nil {
+		return nil, "", err
+	}
+	s, err := m.GenerateKey(ctx, u, kt, opts...)
+	if err == nil {
+		*made = append(*made, s.URI().String())
+		return s, fmt.Sprintf("key: generated %s key %q on token %q (not exportable)", kt, u.Object, u.Token), nil
+	}
+	if !errors.Is(err, pkcs11.ErrKeyExists) {
+		return nil, "", hsmHint(err)
+	}
+	s, err = m.OpenSigner(ctx, u, opts...)
+	if err != nil {
+		return nil, "", hsmHint(err)
+	}
+	got, err := keys.TypeOf(s.Public())
+	if err != nil {
+		return nil, "", err
+	}
+	if strict && got != kt {
+		return nil, "", usageError("token %q already has key %q of type %s, not --key-type %s: use another object= label, or drop --key-type", u.Token, u.Object, got, kt)
+	}
+	return s, fmt.Sprintf("key: using the existing %s key %q on token %q (found there, not generated)", got, u.Object, u.Token), nil
+}
+
+// reconcileKeyRef decides the intermediate's HSM key: --key, else a pkcs11:
+// ca.intermediate_key in an existing certctl.yaml. An existing file is never
+// rewritten, so it must already name the key given with --key.
+func reconcileKeyRef(cfg *Config, writeConfig bool, flag *pkcs11.URI) (*pkcs11.URI, error) {
+	fromCfg := cfg.CA.IntermediateKey
+	if flag == nil {
+		if fromCfg == "" || !isPKCS11(fromCfg) {
+			return nil, nil
+		}
+		u, err := pkcs11.ParseURI(fromCfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: ca.intermediate_key: %w", configFile, err)
+		}
+		if u.ModulePath == "" {
+			return nil, fmt.Errorf("%s: ca.intermediate_key has no module-path: add ?module-path=/path/to/pkcs11-library.so", configFile)
+		}
+		return u, nil
+	}
+	if !writeConfig {
+		cu, err := pkcs11.ParseURI(fromCfg)
+		if fromCfg == "" || err != nil || cu.WithoutPIN().String() != flag.String() {
+			return nil, fmt.Errorf("%s exists and is never rewritten, but its ca.intermediate_key is not --key: set `intermediate_key: %q` under ca: in it, or run init in a new --dir", configFile, flag.String())
+		}
+	}
+	return flag, nil
 }

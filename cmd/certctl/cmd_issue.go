@@ -96,7 +96,7 @@ func cmdIssue(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	req.PublicKey = key.Public()
-	issued, err := l.ca.Issue(ctx, ca.Request{Profile: *profile, Request: req, Requester: requester(e)})
+	issued, err := l.authority(ctx, &c, e, log).Issue(ctx, ca.Request{Profile: *profile, Request: req, Requester: requester(e)})
 	if err != nil {
 		return explainIssueError(err, *profile)
 	}
@@ -155,7 +155,7 @@ func cmdSign(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer l.Close()
-	issued, err := l.ca.Issue(ctx, ca.Request{Profile: *profile, Request: issuance.RequestFromCSR(csr), Requester: requester(e)})
+	issued, err := l.authority(ctx, &c, e, log).Issue(ctx, ca.Request{Profile: *profile, Request: issuance.RequestFromCSR(csr), Requester: requester(e)})
 	if err != nil {
 		return explainIssueError(err, *profile)
 	}

@@ -37,12 +37,13 @@ func cmdRevoke(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	l, err := loadCA(ctx, &c, newLogger(e, *verbose))
+	log := newLogger(e, *verbose)
+	l, err := loadCA(ctx, &c, log)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	if err := l.ca.Revoke(ctx, serial, reason); err != nil {
+	if err := l.authority(ctx, &c, e, log).Revoke(ctx, serial, reason); err != nil {
 		switch {
 		case errors.Is(err, certdb.ErrNotFound):
 			return fmt.Errorf("no certificate with serial %s in this CA's database: check the serial with `certctl list`", certdb.SerialHex(serial))

@@ -4,22 +4,73 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb"
+	"github.com/certctl/certctl/crl"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
+	"github.com/certctl/certctl/ocsp"
 	"github.com/certctl/certctl/server"
+	"github.com/certctl/certctl/server/cfsslapi"
 )
+
+// ocspPath is the URL path of the configured OCSP URL ("/ocsp" by default).
+func ocspPath(cfg *Config) string {
+	for _, raw := range cfg.URLs.OCSPServers {
+		if u, err := url.Parse(raw); err == nil && u.Path != "" && u.Path != "/" {
+			return strings.TrimSuffix(u.Path, "/")
+		}
+	}
+	return "/ocsp"
+}
+
+// cfsslOptions builds the CFSSL-compatible API's options from the cfssl:
+// section.
+func cfsslOptions(c *common, cfg *Config) (*cfsslapi.Options, error) {
+	cc := cfg.CFSSL
+	opts := &cfsslapi.Options{DefaultProfile: cc.DefaultProfile, ProfileAuthKeys: cc.ProfileAuthKeys, AuthKeys: map[string][]byte{}}
+	for name, ref := range cc.AuthKeys {
+		text := ref
+		switch {
+		case strings.HasPrefix(ref, "env:"):
+			text = c.getenv(strings.TrimPrefix(ref, "env:"))
+			if text == "" {
+				return nil, fmt.Errorf("%s: cfssl.auth_keys.%s: environment variable %s is empty", configFile, name, strings.TrimPrefix(ref, "env:"))
+			}
+		case strings.HasPrefix(ref, "file:"):
+			p := strings.TrimPrefix(ref, "file:")
+			if !filepath.IsAbs(p) {
+				p = c.path(p)
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return nil, fmt.Errorf("%s: cfssl.auth_keys.%s: %w", configFile, name, err)
+			}
+			text = strings.TrimSpace(string(b))
+		}
+		key, err := hex.DecodeString(text)
+		if err != nil {
+			return nil, fmt.Errorf("%s: cfssl.auth_keys.%s: not hex: %v", configFile, name, err)
+		}
+		opts.AuthKeys[name] = key
+	}
+	return opts, nil
+}
 
 const serveDoc = `Run the CA's HTTP API server.
 
@@ -100,20 +151,52 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		adminToken = text
 	}
 
+	// Revocation: OCSP pre-signing (a response at issuance, re-signed at
+	// once on revocation, refreshed in bulk by one leader) and CRLs.
+	rev, err := newRevocation(ctx, &c, l, log)
+	if err != nil {
+		return err
+	}
+	authority := &presigningCA{CA: l.ca, rev: rev, log: log}
+	ocspSource := ocsp.NewStoreSource(rev.store, ocsp.WithSourceLogger(log))
+	ocspResponder, err := ocsp.NewResponder(l.inter, ocspSource, ocspPath(l.cfg), ocsp.WithResponderLogger(log))
+	if err != nil {
+		return err
+	}
+	crlOpts := []crl.Option{crl.WithLogger(log), crl.WithNotifier(rev.store), crl.WithLocker(rev.store)}
+	if p := time.Duration(l.cfg.CRL.Period); p > 0 {
+		crlOpts = append(crlOpts, crl.WithPeriod(p))
+	}
+	crlUpdater, err := crl.NewUpdater(rev.builder, rev.store, crlOpts...)
+	if err != nil {
+		return fmt.Errorf("CRL updater: %w (check crl: in %s)", err, configFile)
+	}
+	crlHandler, err := crl.NewHandler(rev.store, rev.builder.IssuerKeyID(), rev.builder.Shards(), crl.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	cfsslOpts, err := cfsslOptions(&c, l.cfg)
+	if err != nil {
+		return err
+	}
+
 	// The server's own certificate, renewed in the background.
 	names := serverNames(*addr, tlsNames)
-	ident := &selfCert{ca: l.ca, names: names, log: log}
+	ident := &selfCert{ca: authority, names: names, log: log}
 	if err := ident.renew(ctx); err != nil {
 		return fmt.Errorf("issue the server's own certificate for %v: %w (check that profile \"server\" in %s allows these names, or pass --tls-name)", names, err, configFile)
 	}
 
-	srv, err := server.New(l.ca, st, server.Config{
+	srv, err := server.New(authority, st, server.Config{
 		Chain:           [][]byte{l.inter.Raw},
 		Roots:           []*x509.Certificate{l.root},
 		URLs:            l.cfg.URLs,
 		AdminIdentities: admins,
 		RatePerSecond:   *rate,
 		RateBurst:       *burst,
+		CFSSL:           cfsslOpts,
+		Profiles:        l.cfg.Profiles,
+		CRL:             crlHandler,
 		Logger:          log,
 	})
 	if err != nil {
@@ -139,7 +222,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	api := &http.Server{Handler: srv.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
 		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
-	public := &http.Server{Handler: srv.PublicHandler(), ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+	public := &http.Server{Handler: ocspResponder.Wrap(srv.PublicHandler()), ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
 		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
 
 	fmt.Fprintf(e.stdout, "certctl serve: API on https://%s, CA certificates/OCSP/CRL on http://%s\n", apiLn.Addr(), httpLn.Addr())
@@ -150,10 +233,22 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 8)
 	go func() { errc <- serveErr(api.ServeTLS(apiLn, "", "")) }()
 	go func() { errc <- serveErr(public.Serve(httpLn)) }()
-	go func() { ident.run(ctx); errc <- nil }()
+	var bg sync.WaitGroup
+	background := func(name string, run func(context.Context) error) {
+		bg.Go(func() {
+			if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error(name+" stopped", "err", err)
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		})
+	}
+	background("certificate renewal", func(ctx context.Context) error { ident.run(ctx); return nil })
+	background("OCSP pre-signer", rev.presigner.Run)
+	background("OCSP cache", ocspSource.Run)
+	background("CRL updater", crlUpdater.Run)
 
 	select {
 	case <-ctx.Done():
@@ -169,6 +264,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if e2 := public.Shutdown(sctx); e2 != nil && err == nil {
 		err = e2
 	}
+	bg.Wait()
 	log.Info("stopped")
 	return err
 }
@@ -237,7 +333,9 @@ func contains(list []string, s string) bool {
 // recorded in certdb like any other), kept in memory, renewed at two thirds
 // of its lifetime. Handshakes read it without locks.
 type selfCert struct {
-	ca    *ca.CA
+	ca interface {
+		Issue(context.Context, ca.Request) (*ca.Issued, error)
+	}
 	names []string
 	log   *slog.Logger
 	cur   atomic.Pointer[tls.Certificate]

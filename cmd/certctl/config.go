@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/certctl/certctl/issuance"
+	"github.com/certctl/certctl/ocsp"
 )
 
 // File layout inside --dir. Later issues and users rely on these names.
@@ -33,23 +34,50 @@ type Config struct {
 	Database string                            `yaml:"database,omitempty"`
 	URLs     issuance.IssuerConfig             `yaml:"urls,omitempty"`
 	Profiles map[string]issuance.ProfileConfig `yaml:"profiles,omitempty"`
+	// OCSP tunes the pre-signed OCSP responses (validity, refresh).
+	OCSP ocsp.Config `yaml:"ocsp,omitempty"`
+	// CRL tunes CRL generation (validity, schedule).
+	CRL CRLConfig `yaml:"crl,omitempty"`
+	// CFSSL configures the CFSSL-compatible API (/api/v1/cfssl/).
+	CFSSL CFSSLConfig `yaml:"cfssl,omitempty"`
+}
+
+// CFSSLConfig is the cfssl: section: what CFSSL clients need.
+type CFSSLConfig struct {
+	// DefaultProfile signs requests that name no profile ("" refuses them).
+	DefaultProfile string `yaml:"default_profile,omitempty"`
+	// AuthKeys are authsign's HMAC keys by name: hex text, or "env:NAME" /
+	// "file:PATH" (as in CFSSL's ca-config.json).
+	AuthKeys map[string]string `yaml:"auth_keys,omitempty"`
+	// ProfileAuthKeys lists the auth keys that may authsign under each
+	// profile (current key first).
+	ProfileAuthKeys map[string][]string `yaml:"profile_auth_keys,omitempty"`
 }
 
 // CAConfig names the CA and its keys.
 type CAConfig struct {
 	Name    string `yaml:"name"`
 	KeyType string `yaml:"key_type,omitempty"`
+	// IntermediateKey names the issuing key when it is not DIR/intermediate.key:
+	// a pkcs11: URI (the key stays on the token; no pin-value: the PIN comes
+	// from pin-source or CERTCTL_PKCS11_PIN) or a file path relative to DIR.
+	IntermediateKey string `yaml:"intermediate_key,omitempty"`
+	// RootKey records where `certctl init --root-key` put the root key (a
+	// pkcs11: URI). Nothing loads it: the root only signs at init.
+	RootKey string `yaml:"root_key,omitempty"`
 	// RootValidity and IntermediateValidity apply at `certctl init`.
 	RootValidity issuance.Duration `yaml:"root_validity,omitempty"`
 }
 
 // common holds the flags every command that touches the CA takes.
 type common struct {
-	dir string
-	db  string
+	dir    string
+	db     string
+	getenv func(string) string // the process environment (HSM PIN and module)
 }
 
 func (c *common) register(fs *flag.FlagSet, e *env) {
+	c.getenv = e.getenv
 	def := e.getenv("CERTCTL_DIR")
 	if def == "" {
 		def = defaultDir
@@ -150,10 +178,18 @@ const configHeader = `# certctl configuration. Unknown fields are an error.
 #
 # ca.name:        common name of the root; the intermediate is "<name> Intermediate"
 # ca.key_type:    ecdsa-p256 (default), ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519
+# ca.intermediate_key: the issuing key if not intermediate.key: a pkcs11: URI (HSM; PIN from
+#                 pin-source=file:PATH or env CERTCTL_PKCS11_PIN, never pin-value here) or a file
 # database:       certificate database; sqlite:FILE (relative to this directory) or
 #                 postgres://user@host:5432/db (run 'certctl db migrate' once)
 # urls:           written into every issued certificate: AIA OCSP (ocsp), AIA caIssuers
 #                 (issuing_certificate) and CRL distribution points (crl)
+# ocsp:           pre-signed OCSP responses: validity (default 24h, re-signed at half),
+#                 backdate, interval, workers, batch_size
+# crl:            validity (default 24h) and period (default 1h) of the CRLs; urls.crl_shards
+#                 splits them into shards (the crl URL then needs "{shard}")
+# cfssl:          CFSSL-compatible API: default_profile, auth_keys (name: hex key, env:NAME or
+#                 file:PATH) and profile_auth_keys (profile: [key names]) for authsign
 # profiles:       signing profiles. validity/backdate take Go durations or days ("30d").
 #                 names.dns patterns: "a.internal" exact, "*.svc.internal" one label,
 #                 "**.internal" one or more labels. names.ip: CIDRs. Wildcard certificate

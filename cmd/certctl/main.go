@@ -70,6 +70,9 @@ func commands() []command {
 		{"db", "database maintenance (migrate)", cmdDB},
 		{"serve", "run the CA's HTTPS API server", cmdServe},
 		{"token", "manage API tokens (create, list, revoke)", cmdToken},
+		{"ocsp", "OCSP responder (serve) and pre-signing (refresh)", cmdOCSP},
+		{"crl", "build and write a CRL", cmdCRL},
+		{"hsm", "PKCS#11 tokens: list keys, generate a key on a token", cmdHSM},
 		{"version", "print the version", cmdVersion},
 	}
 }

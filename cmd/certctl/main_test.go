@@ -71,6 +71,8 @@ func TestScripts(t *testing.T) {
 			env.Setenv("CERTCTL_DIR", "")
 			env.Setenv("CERTCTL_DB", "")
 			env.Setenv("USER", "tester")
+			env.Setenv("CERTCTL_PKCS11_PIN", "")
+			env.Setenv("CERTCTL_PKCS11_MODULE", "")
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -79,6 +81,7 @@ func TestScripts(t *testing.T) {
 			"zlint":    cmdZlint,
 			"mkcsr":    cmdMkCSR,
 			"certinfo": cmdCertInfo,
+			"softhsm":  cmdSoftHSM,
 		},
 	})
 }

@@ -12,9 +12,11 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -111,6 +113,64 @@ func TestServeFreshDirectory(t *testing.T) {
 	if res.StatusCode != 201 {
 		t.Fatalf("issue with the admin token: %d %s", res.StatusCode, b)
 	}
+	// OCSP on the plain-HTTP side says good, then revoked soon after an API
+	// revocation; the CRL lists it.
+	var issued struct {
+		Serial         string `json:"serial"`
+		CertificatePEM string `json:"certificate_pem"`
+	}
+	if err := json.Unmarshal(b, &issued); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	leafFile := filepath.Join(work, "leaf.pem")
+	os.WriteFile(leafFile, []byte(issued.CertificatePEM), 0o644)
+	ocspStatus := func() string {
+		out, err := exec.Command("openssl", "ocsp", "-issuer", filepath.Join(dir, "intermediate.crt"), "-cert", leafFile,
+			"-url", "http://"+m[2]+"/ocsp", "-CAfile", filepath.Join(dir, "root.crt")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("openssl ocsp: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if st := ocspStatus(); !strings.Contains(st, leafFile+": good") || !strings.Contains(st, "Response verify OK") {
+		t.Fatalf("OCSP before revocation: %s", st)
+	}
+	req, _ = http.NewRequest("POST", "https://"+m[1]+"/v1/certificates/"+issued.Serial+"/revoke", strings.NewReader(`{"reason":"keyCompromise"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	res, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("revoke: %d", res.StatusCode)
+	}
+	for st := ""; !strings.Contains(st, "Reason: keyCompromise"); st = ocspStatus() {
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("OCSP still says: %s", st)
+		}
+	}
+	t.Logf("revoke -> openssl ocsp shows revoked: %v", time.Since(start))
+	for {
+		res, err = http.Get("http://" + m[2] + "/crl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if l, err := x509.ParseRevocationList(der); err == nil && len(l.RevokedCertificateEntries) == 1 && fmt.Sprintf("%x", l.RevokedCertificateEntries[0].SerialNumber) == strings.TrimLeft(issued.Serial, "0") {
+			t.Logf("revoke -> CRL lists it: %v", time.Since(start))
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("CRL does not list the revoked certificate (status %d)", res.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
 	// The plain-HTTP side serves the issuing CA certificate (AIA).
 	res, err = http.Get("http://" + m[2] + "/ca.crt")
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/certctl/certctl/certdb/postgres"
 	"github.com/certctl/certctl/certdb/sqlite"
 	"github.com/certctl/certctl/issuance"
-	"github.com/certctl/certctl/keys"
 )
 
 // store is a certdb.Store that can also migrate its schema.
@@ -100,12 +99,24 @@ type loadedCA struct {
 	ca    *ca.CA
 	root  *x509.Certificate
 	inter *x509.Certificate
+
+	closeKey func() error // releases the intermediate key (HSM sessions); nil for none
 }
 
-func (l *loadedCA) Close() error { return l.store.Close() }
+// Close closes the store, then the signing key (an HSM key holds sessions).
+func (l *loadedCA) Close() error {
+	err := l.store.Close()
+	if l.closeKey != nil {
+		if kerr := l.closeKey(); err == nil {
+			err = kerr
+		}
+	}
+	return err
+}
 
-// loadCA reads the config, the intermediate key and certificates, and opens
-// the store. The root key is not read: it may be offline.
+// loadCA reads the config, the intermediate key (a file, or a pkcs11: URI
+// in ca.intermediate_key) and certificates, and opens the store. The root key
+// is not read: it may be offline. Close releases the store and the key.
 func loadCA(ctx context.Context, c *common, log *slog.Logger) (*loadedCA, error) {
 	cfg, err := c.loadConfig()
 	if err != nil {
@@ -123,24 +134,27 @@ func loadCA(ctx context.Context, c *common, log *slog.Logger) (*loadedCA, error)
 	if err != nil {
 		return nil, err
 	}
-	signer, err := keys.LoadFile(c.path(intermediateKeyFile))
+	signer, closeKey, err := openIntermediateKey(ctx, c, cfg, log, inter.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("load intermediate key: %w", err)
+		return nil, err
 	}
 	iss, err := issuance.NewIssuer(inter, signer, cfg.URLs)
 	if err != nil {
+		closeKey()
 		return nil, fmt.Errorf("load issuer: %w", err)
 	}
 	st, err := openStore(ctx, c.dbURL(cfg), false, log)
 	if err != nil {
+		closeKey()
 		return nil, err
 	}
 	authority, err := ca.New(iss, [][]byte{inter.Raw}, profiles, st, ca.WithLogger(log))
 	if err != nil {
 		st.Close()
+		closeKey()
 		return nil, err
 	}
-	return &loadedCA{cfg: cfg, store: st, ca: authority, root: root, inter: inter}, nil
+	return &loadedCA{cfg: cfg, store: st, ca: authority, root: root, inter: inter, closeKey: closeKey}, nil
 }
 
 func readCert(path string) (*x509.Certificate, error) {

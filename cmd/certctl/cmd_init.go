@@ -17,6 +17,7 @@ import (
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
 	"github.com/certctl/certctl/keys/pkcs11"
+	"github.com/certctl/certctl/server/cfsslapi"
 )
 
 const defaultCAName = "certctl Internal CA"
@@ -53,6 +54,7 @@ func cmdInit(ctx context.Context, e *env, args []string) (err error) {
 	verbose := fs.Bool("verbose", false, "log progress to stderr")
 	keyFlag := fs.String("key", "", "make the intermediate key on an HSM: a pkcs11: `URI` (token=…;object=LABEL?module-path=…&pin-source=file:…); an existing key with that label is used (default: ca.intermediate_key from certctl.yaml, else the file intermediate.key)")
 	rootKeyFlag := fs.String("root-key", "", "make the root key on an HSM too: a pkcs11: `URI` (default: the file root.key)")
+	cfsslConfig := fs.String("cfssl-config", "", "import signing profiles and authsign keys from CFSSL's ca-config.json `FILE` (new configuration only)")
 	module := fs.String("module", e.getenv(envPKCS11Module), "PKCS#11 library `PATH` for --key/--root-key URIs without module-path (env "+envPKCS11Module+")")
 	if err := parse(e, fs, args); err != nil {
 		return err
@@ -110,6 +112,14 @@ func cmdInit(ctx context.Context, e *env, args []string) (err error) {
 	if writeConfig && c.db != "" {
 		// Remember the database so later commands need no --db.
 		cfg.Database = c.db
+	}
+	if *cfsslConfig != "" {
+		if !writeConfig {
+			return usageError("--cfssl-config: %s already exists; import into a new directory, or merge the profiles by hand", c.path(configFile))
+		}
+		if err := importCFSSLConfig(e, cfg, *cfsslConfig); err != nil {
+			return err
+		}
 	}
 	kt, err := keys.ParseKeyType(cfg.CA.KeyType)
 	if err != nil {
@@ -447,4 +457,52 @@ func reconcileKeyRef(cfg *Config, writeConfig bool, flag *pkcs11.URI) (*pkcs11.U
 		}
 	}
 	return flag, nil
+}
+
+// importCFSSLConfig converts CFSSL's ca-config.json into cfg's profiles and
+// cfssl: section. certctl's default profiles stay unless the CFSSL file
+// has one of the same name; CFSSL profiles get the default server profile's name policy (CFSSL
+// profiles allow any name; certctl profiles list what they allow: widen
+// them in certctl.yaml on purpose).
+func importCFSSLConfig(e *env, cfg *Config, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--cfssl-config: %w", err)
+	}
+	conv, err := cfsslapi.ProfilesFromCFSSLConfig(data, cfsslapi.ImportOptions{
+		Names: issuance.DefaultProfiles()["server"].Names,
+		ResolveKey: func(ref string) (string, error) {
+			switch {
+			case strings.HasPrefix(ref, "env:"):
+				v := e.getenv(strings.TrimPrefix(ref, "env:"))
+				if v == "" {
+					return "", fmt.Errorf("environment variable %s is empty", strings.TrimPrefix(ref, "env:"))
+				}
+				return v, nil
+			case strings.HasPrefix(ref, "file:"):
+				b, err := os.ReadFile(strings.TrimPrefix(ref, "file:"))
+				return strings.TrimSpace(string(b)), err
+			}
+			return "", fmt.Errorf("unsupported key reference %q", ref)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("--cfssl-config %s: %w", path, err)
+	}
+	for name, pc := range conv.Profiles {
+		cfg.Profiles[name] = pc // CFSSL's "intermediate" or "ocsp" replace certctl's
+	}
+	cfg.CFSSL.DefaultProfile = conv.DefaultProfile
+	cfg.CFSSL.ProfileAuthKeys = conv.ProfileAuthKeys
+	if len(conv.AuthKeys) > 0 {
+		cfg.CFSSL.AuthKeys = map[string]string{}
+		for name, k := range conv.AuthKeys {
+			cfg.CFSSL.AuthKeys[name] = hex.EncodeToString(k) // certctl.yaml is 0600
+		}
+	}
+	for _, w := range conv.Warnings {
+		fmt.Fprintf(e.stderr, "certctl: --cfssl-config: %s\n", w)
+	}
+	fmt.Fprintf(e.stderr, "certctl: imported %d CFSSL profile(s) from %s\n", len(conv.Profiles), path)
+	return nil
 }

@@ -27,6 +27,10 @@ type store interface {
 	CheckSchema(ctx context.Context) error
 }
 
+// defaultPoolSize is the PostgreSQL pool size unless the URL sets
+// pool_max_conns.
+const defaultPoolSize = 16
+
 // connectTimeout bounds how long a command waits for an unreachable database.
 const connectTimeout = 10 * time.Second
 
@@ -42,7 +46,13 @@ func openStore(ctx context.Context, rawURL string, migrate bool, log *slog.Logge
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 		defer cancel()
-		st, err = postgres.Open(cctx, rawURL, postgres.WithLogger(log))
+		opts := []postgres.Option{postgres.WithLogger(log)}
+		if !strings.Contains(rawURL, "pool_max_conns") {
+			// pgxpool's default (max(4, NumCPU)) starves a busy server:
+			// each issuance holds a connection for two round trips.
+			opts = append(opts, postgres.WithMaxConns(defaultPoolSize))
+		}
+		st, err = postgres.Open(cctx, rawURL, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("cannot use database %s: %w\ncheck --db (or database: in %s) and that the server is running", redact(rawURL), err, configFile)
 		}

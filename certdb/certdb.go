@@ -310,3 +310,32 @@ type Store interface {
 	// Close releases the store's resources. Idempotent.
 	Close() error
 }
+
+// State is the status a user sees: "valid", "expired" (valid but past
+// NotAfter at now), "revoked" or "reserved".
+func (c *Certificate) State(now time.Time) string {
+	if c.Status == StatusValid && c.Expired(now) {
+		return "expired"
+	}
+	return c.Status.String()
+}
+
+// StateQuery returns the query that selects a user-facing state (see
+// Certificate.State); "" selects every issued certificate.
+func StateQuery(state string, now time.Time) (Query, error) {
+	q := Query{Now: now}
+	switch state {
+	case "":
+	case "valid":
+		q.Status, q.Expiry = StatusValid, ExpiryUnexpired
+	case "expired":
+		q.Status, q.Expiry = StatusValid, ExpiryExpired
+	case "revoked":
+		q.Status = StatusRevoked
+	case "reserved":
+		q.Status = StatusReserved
+	default:
+		return Query{}, fmt.Errorf("%w: status %q: want valid, expired, revoked or reserved", ErrInvalid, state)
+	}
+	return q, nil
+}

@@ -157,3 +157,42 @@ func TestAuditQueryEffectiveLimit(t *testing.T) {
 		})
 	}
 }
+
+func TestStateQuery(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		state  string
+		status certdb.Status
+		expiry certdb.Expiry
+		err    bool
+	}{
+		{"", certdb.StatusAny, certdb.ExpiryAny, false},
+		{"valid", certdb.StatusValid, certdb.ExpiryUnexpired, false},
+		{"expired", certdb.StatusValid, certdb.ExpiryExpired, false},
+		{"revoked", certdb.StatusRevoked, certdb.ExpiryAny, false},
+		{"reserved", certdb.StatusReserved, certdb.ExpiryAny, false},
+		{"bogus", 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.state, func(t *testing.T) {
+			q, err := certdb.StateQuery(tt.state, now)
+			if tt.err {
+				if !errors.Is(err, certdb.ErrInvalid) {
+					t.Fatalf("StateQuery(%q) error = %v, want ErrInvalid", tt.state, err)
+				}
+				return
+			}
+			if err != nil || q.Status != tt.status || q.Expiry != tt.expiry || q.Validate() != nil {
+				t.Fatalf("StateQuery(%q) = %+v, %v", tt.state, q, err)
+			}
+		})
+	}
+	c := &certdb.Certificate{Status: certdb.StatusValid, NotAfter: now.Add(-time.Second)}
+	if c.State(now) != "expired" {
+		t.Fatal("an unrevoked certificate past NotAfter is expired")
+	}
+	c.Status = certdb.StatusRevoked
+	if c.State(now) != "revoked" {
+		t.Fatal("a revoked certificate stays revoked after expiry")
+	}
+}

@@ -487,12 +487,9 @@ type CertificateJSON struct {
 
 func recordJSON(r *certdb.Certificate, now time.Time) CertificateJSON {
 	j := CertificateJSON{
-		Serial: certdb.SerialHex(r.Serial), Status: r.Status.String(), Profile: r.Profile, Subject: r.Subject,
+		Serial: certdb.SerialHex(r.Serial), Status: r.State(now), Profile: r.Profile, Subject: r.Subject,
 		SANs: r.SANs, IssuerKeyID: fmt.Sprintf("%x", r.IssuerKeyID), NotBefore: r.NotBefore.UTC(), NotAfter: r.NotAfter.UTC(),
 		Requester: r.Requester, CreatedAt: r.CreatedAt.UTC(),
-	}
-	if r.Status == certdb.StatusValid && r.Expired(now) {
-		j.Status = "expired"
 	}
 	if j.SANs == nil {
 		j.SANs = []string{}
@@ -539,18 +536,8 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) error {
 	}
 	v := r.URL.Query()
 	now := s.now()
-	q := certdb.Query{Now: now}
-	switch st := v.Get("status"); st {
-	case "":
-	case "valid":
-		q.Status, q.Expiry = certdb.StatusValid, certdb.ExpiryUnexpired
-	case "expired":
-		q.Status, q.Expiry = certdb.StatusValid, certdb.ExpiryExpired
-	case "revoked":
-		q.Status = certdb.StatusRevoked
-	case "reserved":
-		q.Status = certdb.StatusReserved
-	default:
+	q, err := certdb.StateQuery(v.Get("status"), now)
+	if err != nil {
 		return newError(http.StatusBadRequest, CodeBadRequest, "status must be valid, expired, revoked or reserved")
 	}
 	if eb := v.Get("expiring_before"); eb != "" {

@@ -81,20 +81,11 @@ func cmdList(ctx context.Context, e *env, args []string) error {
 		return usageError("list takes no arguments")
 	}
 	now := time.Now()
-	q := certdb.Query{Profile: *profile, Now: now}
-	switch *status {
-	case "":
-	case "valid":
-		q.Status, q.Expiry = certdb.StatusValid, certdb.ExpiryUnexpired
-	case "expired":
-		q.Status, q.Expiry = certdb.StatusValid, certdb.ExpiryExpired
-	case "revoked":
-		q.Status = certdb.StatusRevoked
-	case "reserved":
-		q.Status = certdb.StatusReserved
-	default:
+	q, err := certdb.StateQuery(*status, now)
+	if err != nil {
 		return usageError("--status %q: want valid, revoked, expired or reserved", *status)
 	}
+	q.Profile = *profile
 	if *within < 0 {
 		return usageError("--expiring-within must be positive")
 	}
@@ -139,7 +130,7 @@ func cmdList(ctx context.Context, e *env, args []string) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERIAL\tSTATUS\tPROFILE\tNOT AFTER\tSUBJECT\tNAMES")
 	for _, r := range all {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", certdb.SerialHex(r.Serial), displayStatus(r, now), r.Profile,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", certdb.SerialHex(r.Serial), r.State(now), r.Profile,
 			r.NotAfter.UTC().Format(time.RFC3339), r.Subject, strings.Join(r.SANs, ","))
 	}
 	return tw.Flush()
@@ -208,7 +199,7 @@ type certJSON struct {
 func toJSON(r *certdb.Certificate, now time.Time, withPEM bool) certJSON {
 	j := certJSON{
 		Serial:      certdb.SerialHex(r.Serial),
-		Status:      displayStatus(r, now),
+		Status:      r.State(now),
 		Profile:     r.Profile,
 		Subject:     r.Subject,
 		SANs:        r.SANs,
@@ -232,18 +223,11 @@ func toJSON(r *certdb.Certificate, now time.Time, withPEM bool) certJSON {
 	return j
 }
 
-// displayStatus adds "expired", which certdb derives rather than stores.
-func displayStatus(r *certdb.Certificate, now time.Time) string {
-	if r.Status == certdb.StatusValid && r.Expired(now) {
-		return "expired"
-	}
-	return r.Status.String()
-}
 
 func printRecord(w io.Writer, r *certdb.Certificate, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	fmt.Fprintf(tw, "Serial:\t%s\n", certdb.SerialHex(r.Serial))
-	fmt.Fprintf(tw, "Status:\t%s\n", displayStatus(r, now))
+	fmt.Fprintf(tw, "Status:\t%s\n", r.State(now))
 	if r.Status == certdb.StatusRevoked {
 		fmt.Fprintf(tw, "Revoked:\t%s (%s)\n", r.RevokedAt.UTC().Format(time.RFC3339), r.Reason)
 	}

@@ -223,7 +223,6 @@ func toJSON(r *certdb.Certificate, now time.Time, withPEM bool) certJSON {
 	return j
 }
 
-
 func printRecord(w io.Writer, r *certdb.Certificate, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	fmt.Fprintf(tw, "Serial:\t%s\n", certdb.SerialHex(r.Serial))

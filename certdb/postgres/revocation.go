@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/certctl/certctl/certdb"
 )
@@ -247,18 +249,40 @@ func (s *Store) PutCRL(ctx context.Context, c *certdb.CRL) error {
 	case c.ThisUpdate.IsZero() || c.NextUpdate.IsZero():
 		return fmt.Errorf("postgres: %s: %w: ThisUpdate and NextUpdate are required", op, certdb.ErrInvalid)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO crls AS cur (issuer_key_id, shard, number, this_update, next_update, der)
+	// The DER of a large CRL is tens of MB. pgx's Exec would copy it twice
+	// (argument encoding, then the Bind message); ExecParams on the raw
+	// connection takes the parameters as they are and copies once.
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return s.dbError(op, err)
+	}
+	defer conn.Release()
+	const fmtText, fmtBinary = 0, 1
+	params := [][]byte{
+		nonNil(c.IssuerKeyID),
+		[]byte(strconv.Itoa(c.Shard)),
+		[]byte(num),
+		[]byte(utc(c.ThisUpdate).Format(pgTimestampFormat)),
+		[]byte(utc(c.NextUpdate).Format(pgTimestampFormat)),
+		c.DER,
+	}
+	oids := []uint32{pgtype.ByteaOID, pgtype.Int4OID, pgtype.NumericOID, pgtype.TimestamptzOID, pgtype.TimestamptzOID, pgtype.ByteaOID}
+	formats := []int16{fmtBinary, fmtText, fmtText, fmtText, fmtText, fmtBinary}
+	res := conn.Conn().PgConn().ExecParams(ctx, `INSERT INTO crls AS cur (issuer_key_id, shard, number, this_update, next_update, der)
 		VALUES ($1, $2, $3::numeric, $4, $5, $6)
 		ON CONFLICT (issuer_key_id, shard) DO UPDATE SET
 			number = excluded.number, this_update = excluded.this_update,
 			next_update = excluded.next_update, der = excluded.der
-		WHERE excluded.number >= cur.number`,
-		nonNil(c.IssuerKeyID), c.Shard, num, utc(c.ThisUpdate), utc(c.NextUpdate), c.DER)
-	if err != nil {
-		return s.dbError(op, err)
+		WHERE excluded.number >= cur.number`, params, oids, formats, nil).Read()
+	if res.Err != nil {
+		return s.dbError(op, res.Err)
 	}
 	return nil
 }
+
+// pgTimestampFormat is a timestamptz literal PostgreSQL parses exactly
+// (microseconds, explicit offset).
+const pgTimestampFormat = "2006-01-02 15:04:05.999999Z07:00"
 
 // GetCRL returns the latest CRL of the shard, or ErrNotFound.
 func (s *Store) GetCRL(ctx context.Context, issuerKeyID []byte, shard int) (*certdb.CRL, error) {

@@ -2,7 +2,7 @@
 GO ?= go
 GOTESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: test deps build vet fuzz bench bench-api cover
+.PHONY: test deps build vet fuzz bench bench-api bench-hsm bench-ocsp bench-revocation cover
 
 test: deps vet
 	$(GO) test $(GOTESTFLAGS) ./...
@@ -27,6 +27,19 @@ bench: deps
 # COUNT, WARMUP, CONCURRENCY, ROUNDS and PROFILE=1 are passed through the environment.
 bench-api: deps
 	bash bench/api-vs-cfssl.sh
+
+# keys/pkcs11 Signer vs raw miekg/pkcs11 on SoftHSM, and issuance with an HSM key (bench/RESULTS.md, issue 5).
+bench-hsm: deps
+	$(GO) test -run '^$$' -bench HSM -benchtime 2s -count 6 ./bench/
+
+# certctl ocsp serve vs cfssl ocspserve v1.6.5 (PostgreSQL-backed and file-backed), 10,000 certificates.
+# COUNT, REVOKE_EVERY, REQUESTS, CONCURRENCY and ROUNDS are passed through the environment.
+bench-ocsp: deps
+	bash bench/ocsp-vs-cfssl.sh
+
+# Revoke call -> OCSP (serve and a standalone ocsp serve) and CRL show it; COUNT, POLL, TIMEOUT from the environment.
+bench-revocation: deps
+	bash bench/revocation-latency.sh
 
 cover: deps
 	$(GO) test -count=1 -coverprofile=cover.out ./ca/... ./issuance/... ./certdb/... ./keys/...

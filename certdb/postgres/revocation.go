@@ -583,16 +583,7 @@ func (s *Store) hold(conn *pgx.Conn, name string, key int64, l *heldLock) {
 	for {
 		select {
 		case <-l.released:
-			ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-			// Closing the session releases the lock anyway; unlocking first
-			// frees it without waiting for the server to notice.
-			if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
-				s.log.Warn("unlocking failed; closing the session releases the lock", "lock", name, "database", s.target, "err", err)
-			}
-			cancel()
-			return
 		case <-s.bgCtx.Done():
-			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), lockPingTimeout)
 			err := conn.Ping(ctx)
@@ -601,6 +592,17 @@ func (s *Store) hold(conn *pgx.Conn, name string, key int64, l *heldLock) {
 				s.log.Warn("lost the lock: its connection failed", "lock", name, "database", s.target, "err", err)
 				return
 			}
+			continue
 		}
+		// Released, or the store is closing. Closing the session releases
+		// the lock too, but only once the server has noticed the session
+		// ended; unlocking first frees it before Close or release returns
+		// (another process may TryLock right after).
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+			s.log.Warn("unlocking failed; closing the session releases the lock", "lock", name, "database", s.target, "err", err)
+		}
+		cancel()
+		return
 	}
 }

@@ -209,13 +209,16 @@ func TestResponderCachingHeaders(t *testing.T) {
 // GET paths with '/' and '+' in the base64, in every encoding clients use.
 func TestResponderGETEncodings(t *testing.T) {
 	e := newResponderEnv(t)
-	// Find a certificate whose SHA-1 request encodes with '/', '+' and
-	// padding, so every variant below differs from the plain one.
+	// Find a certificate whose SHA-1 request encodes with '/' and '+'.
+	// Padding is not required: a request ends in '=' only for the rare
+	// 19-octet serial (1 in 256), so asking for it made this test fail in
+	// about 1 run in 500; missing padding is covered by FuzzDecodeGETPath's
+	// round trip.
 	var der []byte
 	l := e.pki.leafWith(t, func(c *x509.Certificate) bool {
 		der = request(t, c, e.pki.inter, crypto.SHA1)
 		b := base64.StdEncoding.EncodeToString(der)
-		return strings.Contains(b, "/") && strings.Contains(b, "+") && strings.HasSuffix(b, "=")
+		return strings.Contains(b, "/") && strings.Contains(b, "+")
 	})
 	if err := e.pre.SignOne(context.Background(), l.Serial); err != nil {
 		t.Fatal(err)

@@ -339,3 +339,16 @@ func StateQuery(state string, now time.Time) (Query, error) {
 	}
 	return q, nil
 }
+
+// CheckSchemaVersion compares a database's schema version with the one this
+// binary needs. The error wraps ErrSchema and says what to do: migrate an
+// older database, upgrade certctl for a newer one.
+func CheckSchemaVersion(current, wanted int) error {
+	switch {
+	case current < wanted:
+		return fmt.Errorf("%w: schema version %d, this certctl needs %d; run `certctl db migrate`", ErrSchema, current, wanted)
+	case current > wanted:
+		return fmt.Errorf("%w: schema version %d is newer than this certctl (version %d); upgrade certctl", ErrSchema, current, wanted)
+	}
+	return nil
+}

@@ -196,3 +196,59 @@ func TestStateQuery(t *testing.T) {
 		t.Fatal("a revoked certificate stays revoked after expiry")
 	}
 }
+
+func TestValidateOCSPAndCRL(t *testing.T) {
+	now := time.Now()
+	good := &certdb.OCSPResponse{Serial: big.NewInt(1), DER: []byte{0x30}, Status: certdb.StatusValid, ThisUpdate: now, NextUpdate: now.Add(time.Hour)}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("valid response: %v", err)
+	}
+	for name, mod := range map[string]func(r *certdb.OCSPResponse){
+		"no DER":        func(r *certdb.OCSPResponse) { r.DER = nil },
+		"reserved":      func(r *certdb.OCSPResponse) { r.Status = certdb.StatusReserved },
+		"no thisUpdate": func(r *certdb.OCSPResponse) { r.ThisUpdate = time.Time{} },
+		"no nextUpdate": func(r *certdb.OCSPResponse) { r.NextUpdate = time.Time{} },
+	} {
+		r := *good
+		mod(&r)
+		if err := r.Validate(); !errors.Is(err, certdb.ErrInvalid) {
+			t.Errorf("%s: Validate() = %v, want ErrInvalid", name, err)
+		}
+	}
+	if err := (*certdb.OCSPResponse)(nil).Validate(); !errors.Is(err, certdb.ErrInvalid) {
+		t.Errorf("nil response: %v", err)
+	}
+
+	crl := &certdb.CRL{Number: big.NewInt(1), DER: []byte{0x30}, ThisUpdate: now, NextUpdate: now.Add(time.Hour)}
+	if err := crl.Validate(); err != nil {
+		t.Fatalf("valid CRL: %v", err)
+	}
+	for name, mod := range map[string]func(c *certdb.CRL){
+		"no number":       func(c *certdb.CRL) { c.Number = nil },
+		"negative number": func(c *certdb.CRL) { c.Number = big.NewInt(-1) },
+		"negative shard":  func(c *certdb.CRL) { c.Shard = -1 },
+		"no DER":          func(c *certdb.CRL) { c.DER = nil },
+		"no thisUpdate":   func(c *certdb.CRL) { c.ThisUpdate = time.Time{} },
+	} {
+		c := *crl
+		mod(&c)
+		if err := c.Validate(); !errors.Is(err, certdb.ErrInvalid) {
+			t.Errorf("%s: Validate() = %v, want ErrInvalid", name, err)
+		}
+	}
+	if err := (*certdb.CRL)(nil).Validate(); !errors.Is(err, certdb.ErrInvalid) {
+		t.Errorf("nil CRL: %v", err)
+	}
+}
+
+func TestCheckSchemaVersion(t *testing.T) {
+	if err := certdb.CheckSchemaVersion(3, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := certdb.CheckSchemaVersion(1, 3); !errors.Is(err, certdb.ErrSchema) || !strings.Contains(err.Error(), "run `certctl db migrate`") {
+		t.Fatalf("behind: %v", err)
+	}
+	if err := certdb.CheckSchemaVersion(4, 3); !errors.Is(err, certdb.ErrSchema) || !strings.Contains(err.Error(), "upgrade certctl") {
+		t.Fatalf("ahead: %v", err)
+	}
+}

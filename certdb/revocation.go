@@ -2,6 +2,7 @@ package certdb
 
 import (
 	"context"
+	"fmt"
 	"math/big"
 	"time"
 )
@@ -109,4 +110,39 @@ type Locker interface {
 	// also closed by release, which is idempotent. When not acquired,
 	// release is a no-op and lost is nil. ErrInvalid for an empty name.
 	TryLock(ctx context.Context, name string) (acquired bool, release func(), lost <-chan struct{}, err error)
+}
+
+// Validate checks r before a store writes it: the parts every store
+// requires, whatever its column types. Errors wrap ErrInvalid. The serial is
+// checked by the store, which encodes it.
+func (r *OCSPResponse) Validate() error {
+	switch {
+	case r == nil:
+		return fmt.Errorf("%w: nil response", ErrInvalid)
+	case len(r.DER) == 0:
+		return fmt.Errorf("%w: no DER", ErrInvalid)
+	case r.Status != StatusValid && r.Status != StatusRevoked:
+		return fmt.Errorf("%w: status %v (want valid or revoked)", ErrInvalid, r.Status)
+	case r.ThisUpdate.IsZero() || r.NextUpdate.IsZero():
+		return fmt.Errorf("%w: ThisUpdate and NextUpdate are required", ErrInvalid)
+	}
+	return nil
+}
+
+// Validate checks c before a store writes it. Errors wrap ErrInvalid.
+// Stores add their own limit on how large Number may be.
+func (c *CRL) Validate() error {
+	switch {
+	case c == nil:
+		return fmt.Errorf("%w: nil CRL", ErrInvalid)
+	case c.Number == nil || c.Number.Sign() < 0:
+		return fmt.Errorf("%w: missing or negative number", ErrInvalid)
+	case c.Shard < 0:
+		return fmt.Errorf("%w: negative shard", ErrInvalid)
+	case len(c.DER) == 0:
+		return fmt.Errorf("%w: no DER", ErrInvalid)
+	case c.ThisUpdate.IsZero() || c.NextUpdate.IsZero():
+		return fmt.Errorf("%w: ThisUpdate and NextUpdate are required", ErrInvalid)
+	}
+	return nil
 }

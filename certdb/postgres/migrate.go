@@ -170,13 +170,8 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case cur < want:
-		return fmt.Errorf("postgres: %s: %w: schema version %d, this certctl needs %d; run `certctl db migrate`",
-			s.target, certdb.ErrSchema, cur, want)
-	case cur > want:
-		return fmt.Errorf("postgres: %s: %w: schema version %d is newer than this certctl (version %d); upgrade certctl",
-			s.target, certdb.ErrSchema, cur, want)
+	if err := certdb.CheckSchemaVersion(cur, want); err != nil {
+		return fmt.Errorf("postgres: %s: %w", s.target, err)
 	}
 	return nil
 }

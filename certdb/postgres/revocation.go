@@ -63,22 +63,14 @@ const putOCSP = `INSERT INTO ocsp_responses AS cur (` + ocspColumns + `)
 // ErrNotFound for an unknown serial, ErrNotIssued for a reserved one,
 // ErrInvalid for a malformed response (see certdb.OCSPStore).
 func (s *Store) PutOCSPResponse(ctx context.Context, r *certdb.OCSPResponse) error {
-	if r == nil {
-		return fmt.Errorf("postgres: put OCSP response: %w: nil response", certdb.ErrInvalid)
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("postgres: put OCSP response: %w", err)
 	}
 	key, err := serialKey(r.Serial)
 	if err != nil {
 		return fmt.Errorf("postgres: put OCSP response: %w", err)
 	}
 	op := fmt.Sprintf("put OCSP response %x", key)
-	switch {
-	case len(r.DER) == 0:
-		return fmt.Errorf("postgres: %s: %w: no DER", op, certdb.ErrInvalid)
-	case r.Status != certdb.StatusValid && r.Status != certdb.StatusRevoked:
-		return fmt.Errorf("postgres: %s: %w: status %v (want valid or revoked)", op, certdb.ErrInvalid, r.Status)
-	case r.ThisUpdate.IsZero() || r.NextUpdate.IsZero():
-		return fmt.Errorf("postgres: %s: %w: ThisUpdate and NextUpdate are required", op, certdb.ErrInvalid)
-	}
 	args := []any{key, nonNil(r.IssuerKeyID), r.DER, int16(r.Status), utc(r.ThisUpdate), utc(r.NextUpdate)}
 	for attempt := 0; ; attempt++ {
 		tag, err := s.pool.Exec(ctx, putOCSP, args...)
@@ -235,19 +227,15 @@ func crlNumber(n *big.Int) (string, error) {
 // malformed CRL record (see certdb.CRLStore).
 func (s *Store) PutCRL(ctx context.Context, c *certdb.CRL) error {
 	if c == nil {
-		return fmt.Errorf("postgres: put CRL: %w: nil CRL", certdb.ErrInvalid)
+		return fmt.Errorf("postgres: put CRL: %w", c.Validate())
 	}
 	op := fmt.Sprintf("put CRL %s of issuer %x shard %d", c.Number, c.IssuerKeyID, c.Shard)
-	num, err := crlNumber(c.Number)
-	switch {
-	case err != nil:
+	if err := c.Validate(); err != nil {
 		return fmt.Errorf("postgres: %s: %w", op, err)
-	case c.Shard < 0:
-		return fmt.Errorf("postgres: %s: %w: negative shard", op, certdb.ErrInvalid)
-	case len(c.DER) == 0:
-		return fmt.Errorf("postgres: %s: %w: no DER", op, certdb.ErrInvalid)
-	case c.ThisUpdate.IsZero() || c.NextUpdate.IsZero():
-		return fmt.Errorf("postgres: %s: %w: ThisUpdate and NextUpdate are required", op, certdb.ErrInvalid)
+	}
+	num, err := crlNumber(c.Number) // PostgreSQL's own limit: 20 octets
+	if err != nil {
+		return fmt.Errorf("postgres: %s: %w", op, err)
 	}
 	// The DER of a large CRL is tens of MB. pgx's Exec would copy it twice
 	// (argument encoding, then the Bind message); ExecParams on the raw

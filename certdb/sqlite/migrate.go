@@ -147,13 +147,8 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case cur < want:
-		return fmt.Errorf("sqlite: %s: %w: schema version %d, this certctl needs %d; run `certctl db migrate`",
-			s.path, certdb.ErrSchema, cur, want)
-	case cur > want:
-		return fmt.Errorf("sqlite: %s: %w: schema version %d is newer than this certctl (version %d); upgrade certctl",
-			s.path, certdb.ErrSchema, cur, want)
+	if err := certdb.CheckSchemaVersion(cur, want); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", s.path, err)
 	}
 	return nil
 }

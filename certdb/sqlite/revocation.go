@@ -34,22 +34,14 @@ const subscriberBuffer = 64
 // ErrNotFound for an unknown serial, ErrNotIssued for a reserved one,
 // ErrInvalid for a malformed response (see certdb.OCSPStore).
 func (s *Store) PutOCSPResponse(ctx context.Context, r *certdb.OCSPResponse) (err error) {
-	if r == nil {
-		return fmt.Errorf("sqlite: put OCSP response: %w: nil response", certdb.ErrInvalid)
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("sqlite: put OCSP response: %w", err)
 	}
 	key, err := serialKey(r.Serial)
 	if err != nil {
 		return fmt.Errorf("sqlite: put OCSP response: %w", err)
 	}
 	op := fmt.Sprintf("put OCSP response %x", key)
-	switch {
-	case len(r.DER) == 0:
-		return fmt.Errorf("sqlite: %s: %w: no DER", op, certdb.ErrInvalid)
-	case r.Status != certdb.StatusValid && r.Status != certdb.StatusRevoked:
-		return fmt.Errorf("sqlite: %s: %w: status %v (want valid or revoked)", op, certdb.ErrInvalid, r.Status)
-	case r.ThisUpdate.IsZero() || r.NextUpdate.IsZero():
-		return fmt.Errorf("sqlite: %s: %w: ThisUpdate and NextUpdate are required", op, certdb.ErrInvalid)
-	}
 	tx, err := s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE (see dsn)
 	if err != nil {
 		return fail(ctx, op, err)
@@ -204,20 +196,14 @@ func (s *Store) NextCRLNumber(ctx context.Context, issuerKeyID []byte, shard int
 // more, which this store cannot keep.
 func (s *Store) PutCRL(ctx context.Context, c *certdb.CRL) error {
 	if c == nil {
-		return fmt.Errorf("sqlite: put CRL: %w: nil CRL", certdb.ErrInvalid)
+		return fmt.Errorf("sqlite: put CRL: %w", c.Validate())
 	}
 	op := fmt.Sprintf("put CRL %s of issuer %x shard %d", c.Number, c.IssuerKeyID, c.Shard)
-	switch {
-	case c.Number == nil || c.Number.Sign() < 0:
-		return fmt.Errorf("sqlite: %s: %w: missing or negative number", op, certdb.ErrInvalid)
-	case c.Number.Cmp(big.NewInt(maxCRLNumber)) > 0:
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	if c.Number.Cmp(big.NewInt(maxCRLNumber)) > 0 {
 		return fmt.Errorf("sqlite: %s: %w: numbers above 2^62-1 need the PostgreSQL store", op, certdb.ErrInvalid)
-	case c.Shard < 0:
-		return fmt.Errorf("sqlite: %s: %w: negative shard", op, certdb.ErrInvalid)
-	case len(c.DER) == 0:
-		return fmt.Errorf("sqlite: %s: %w: no DER", op, certdb.ErrInvalid)
-	case c.ThisUpdate.IsZero() || c.NextUpdate.IsZero():
-		return fmt.Errorf("sqlite: %s: %w: ThisUpdate and NextUpdate are required", op, certdb.ErrInvalid)
 	}
 	_, err := s.w.ExecContext(ctx, `INSERT INTO crls (issuer_key_id, shard, number, this_update, next_update, der)
 		VALUES (?, ?, ?, ?, ?, ?)

@@ -90,25 +90,7 @@ func parseURI(s string) (*URI, error) {
 	u := &URI{}
 	seen := map[string]bool{}
 	if path != "" {
-		for _, attr := range strings.Split(path, ";") {
-			name, raw, err := splitAttr(attr, "path")
-			if err != nil {
-				return nil, err
-			}
-			if seen[name] {
-				return nil, fmt.Errorf("attribute %q given twice", name)
-			}
-			seen[name] = true
-			v, err := unescape(raw, isPathChar)
-			if err != nil {
-				return nil, fmt.Errorf("attribute %q: %v", name, err)
-			}
-			if len(v) > maxValueLen {
-				return nil, fmt.Errorf("attribute %q: longer than %d bytes", name, maxValueLen)
-			}
-			if v == "" {
-				return nil, fmt.Errorf("attribute %q: empty value", name)
-			}
+		err := eachAttr(path, ";", "path", isPathChar, seen, func(name, v string) error {
 			switch name {
 			case "token":
 				u.Token = v
@@ -124,40 +106,26 @@ func parseURI(s string) (*URI, error) {
 				u.ID = []byte(v)
 			case "type":
 				if !contains(objectTypes, v) {
-					return nil, fmt.Errorf(`attribute "type": must be one of %s`, strings.Join(objectTypes, ", "))
+					return fmt.Errorf(`attribute "type": must be one of %s`, strings.Join(objectTypes, ", "))
 				}
 				u.Type = v
 			case "slot-id":
 				n, err := parseDecimal(v)
 				if err != nil {
-					return nil, fmt.Errorf(`attribute "slot-id": %v`, err)
+					return fmt.Errorf(`attribute "slot-id": %v`, err)
 				}
 				u.SlotID = &n
 			default:
-				return nil, fmt.Errorf("path attribute %q is not supported (supported: token, manufacturer, serial, model, slot-id, object, id, type)", name)
+				return fmt.Errorf("path attribute %q is not supported (supported: token, manufacturer, serial, model, slot-id, object, id, type)", name)
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	if hasQuery && query != "" {
-		for _, attr := range strings.Split(query, "&") {
-			name, raw, err := splitAttr(attr, "query")
-			if err != nil {
-				return nil, err
-			}
-			if seen[name] {
-				return nil, fmt.Errorf("attribute %q given twice", name)
-			}
-			seen[name] = true
-			v, err := unescape(raw, isQueryChar)
-			if err != nil {
-				return nil, fmt.Errorf("attribute %q: %v", name, err)
-			}
-			if len(v) > maxValueLen {
-				return nil, fmt.Errorf("attribute %q: longer than %d bytes", name, maxValueLen)
-			}
-			if v == "" {
-				return nil, fmt.Errorf("attribute %q: empty value", name)
-			}
+		err := eachAttr(query, "&", "query", isQueryChar, seen, func(name, v string) error {
 			switch name {
 			case "module-path":
 				u.ModulePath = v
@@ -168,8 +136,12 @@ func parseURI(s string) (*URI, error) {
 			case "pin-value":
 				u.pinValue = v
 			default:
-				return nil, fmt.Errorf("query attribute %q is not supported (supported: module-path, module-name, pin-source, pin-value)", name)
+				return fmt.Errorf("query attribute %q is not supported (supported: module-path, module-name, pin-source, pin-value)", name)
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	} else if hasQuery {
 		return nil, errors.New(`empty query after "?"`)
@@ -454,4 +426,35 @@ func readPINFile(src string) (string, error) {
 		return "", fmt.Errorf("pkcs11: pin-source %s: file is empty", path)
 	}
 	return line, nil
+}
+
+// eachAttr splits one component of a PKCS#11 URI (the path at ";" or the
+// query at "&") into attributes, rejects repeated, over-long and empty
+// ones, unescapes each value with the component's character set, and
+// hands it to set.
+func eachAttr(component, sep, kind string, isChar func(byte) bool, seen map[string]bool, set func(name, v string) error) error {
+	for _, attr := range strings.Split(component, sep) {
+		name, raw, err := splitAttr(attr, kind)
+		if err != nil {
+			return err
+		}
+		if seen[name] {
+			return fmt.Errorf("attribute %q given twice", name)
+		}
+		seen[name] = true
+		v, err := unescape(raw, isChar)
+		if err != nil {
+			return fmt.Errorf("attribute %q: %v", name, err)
+		}
+		if len(v) > maxValueLen {
+			return fmt.Errorf("attribute %q: longer than %d bytes", name, maxValueLen)
+		}
+		if v == "" {
+			return fmt.Errorf("attribute %q: empty value", name)
+		}
+		if err := set(name, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -351,6 +351,13 @@ func (s *Store) NotifyRevoked(ctx context.Context, serial *big.Int) error {
 // that did not fit.
 func (s *Store) SubscribeRevocations(ctx context.Context) (<-chan *big.Int, error) {
 	sub := &subscriber{in: make(chan *big.Int, subscriberBuffer), overflow: make(chan struct{}, 1)}
+	// The event log position is read before returning, so every event
+	// appended after SubscribeRevocations returns is delivered (reading it
+	// in the poller goroutine raced with the caller's first revocation).
+	var start int64
+	if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM revocation_events`).Scan(&start); err != nil {
+		return nil, fmt.Errorf("sqlite: subscribe to revocations: %s: read the event log: %w", s.path, err)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -361,7 +368,7 @@ func (s *Store) SubscribeRevocations(ctx context.Context) (<-chan *big.Int, erro
 		// Other processes' announcements arrive through the event log.
 		s.polling = true
 		s.bg.Add(1)
-		go s.pollEvents()
+		go s.pollEvents(start)
 	}
 	s.bg.Add(1)
 	stopped := s.stopped

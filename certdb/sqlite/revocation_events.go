@@ -18,14 +18,10 @@ const (
 )
 
 // pollEvents runs while the store has subscribers: it publishes every event
-// appended after it started, by any process. It stops when the store is
+// with an id above last, appended by any process. It stops when the store is
 // closed.
-func (s *Store) pollEvents() {
+func (s *Store) pollEvents(last int64) {
 	defer s.bg.Done()
-	var last int64
-	if err := s.r.QueryRowContext(context.Background(), `SELECT COALESCE(MAX(id), 0) FROM revocation_events`).Scan(&last); err != nil {
-		s.log.Warn("sqlite: revocation events: cannot read the log; cross-process revocations will be missed", "err", err)
-	}
 	t := time.NewTicker(eventPollInterval)
 	defer t.Stop()
 	lastPrune := time.Time{}

@@ -109,8 +109,8 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) != 3 || ms[1].name != "0002_tokens_audit.sql" || ms[2].name != "0003_revocation.sql" {
-		t.Fatalf("embedded migrations: %d, want 0001, 0002_tokens_audit.sql and 0003_revocation.sql", len(ms))
+	if len(ms) < 3 || ms[1].name != "0002_tokens_audit.sql" || ms[2].name != "0003_revocation.sql" {
+		t.Fatalf("embedded migrations: %d, want 0001, 0002_tokens_audit.sql, 0003_revocation.sql, …", len(ms))
 	}
 	for _, q := range []string{createMigrationsTable, ms[0].sql, `INSERT INTO schema_migrations (version, name) VALUES (1, 'v1')`} {
 		if _, err := s.pool.Exec(ctx, q); err != nil {
@@ -127,8 +127,8 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.CheckSchema(ctx)
-	if !errors.Is(err, certdb.ErrSchema) || !strings.Contains(err.Error(), "schema version 1, this certctl needs 3") {
-		t.Fatalf("CheckSchema() at version 1 = %v, want ErrSchema naming versions 1 and 3", err)
+	if !errors.Is(err, certdb.ErrSchema) || !strings.Contains(err.Error(), fmt.Sprintf("schema version 1, this certctl needs %d", len(ms))) {
+		t.Fatalf("CheckSchema() at version 1 = %v, want ErrSchema naming versions 1 and %d", err, len(ms))
 	}
 	if err := s.CreateToken(ctx, certdbtest.NewToken("tok")); !errors.Is(err, certdb.ErrSchema) {
 		t.Fatalf("CreateToken() before the tokens table exists = %v, want ErrSchema", err)

@@ -1,0 +1,1 @@
+-- TLS scan results and schedules (issue 7).

@@ -1,0 +1,1 @@
+-- Certificate Transparency: precertificates and SCTs (issue 8).

@@ -20,4 +20,27 @@
 // Tests that need PostgreSQL fail, never skip, when no server can be had: the
 // error says to run `make test` (which installs the server) or to set
 // CERTCTL_TEST_DATABASE_URL.
+//
+// # PostgreSQL with TLS
+//
+// [StartPostgresTLS] makes a throwaway cluster with ssl=on from a server
+// certificate and key and the CAs for client certificates (all PEM), with
+// [DefaultTLSHBA] (certificate login, CN = role) or the pg_hba.conf rules
+// given; [StartPostgresWith] takes the same as [PostgresOptions]. TLS clusters
+// never use CERTCTL_TEST_DATABASE_URL. The superuser works over a trusted Unix
+// socket ([Postgres.AdminDSN], [Postgres.NewDatabase], [Postgres.Exec]),
+// clients connect over TCP to [Postgres.Addr]:
+//
+//	p, err := pkitest.StartPostgresTLS(ctx, serverCertPEM, serverKeyPEM, caPEM, "")
+//	if err != nil {
+//		t.Fatal(err)
+//	}
+//	t.Cleanup(func() { p.Stop() })
+//	if err := p.CreateRole(ctx, "app"); err != nil { // client certificate CN "app"
+//		t.Fatal(err)
+//	}
+//	dsn := "host=localhost port=" + strconv.Itoa(p.Port()) + " user=app dbname=postgres sslmode=verify-full"
+//
+// [Postgres.ReplaceServerCertificate] rotates the server certificate without
+// a restart.
 package pkitest

@@ -74,7 +74,8 @@ type Postgres struct {
 	seq      atomic.Uint64
 
 	// Own cluster only; fixed after StartPostgres.
-	bin    string   // directory holding initdb, pg_ctl, postgres
+	bin    string // directory holding initdb, pg_ctl, postgres
+	opts   PostgresOptions
 	asUser []string // command prefix that runs a server binary as serverUser ("runuser -u postgres --"), or nil
 	root   string   // temp directory: data/, server.log
 	data   string
@@ -94,14 +95,24 @@ type Postgres struct {
 // the "postgres" user. It fails (it never skips) when no PostgreSQL server
 // installation is found.
 func StartPostgres(ctx context.Context) (*Postgres, error) {
-	if dsn := os.Getenv(EnvDatabaseURL); dsn != "" {
+	return StartPostgresWith(ctx, PostgresOptions{})
+}
+
+// StartPostgresWith is StartPostgres with options (see PostgresOptions). With
+// the zero PostgresOptions it behaves exactly like StartPostgres; with TLS or
+// HBA set it always makes its own cluster and ignores EnvDatabaseURL.
+func StartPostgresWith(ctx context.Context, opts PostgresOptions) (*Postgres, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if dsn := os.Getenv(EnvDatabaseURL); dsn != "" && opts.isZero() {
 		return startExternal(ctx, dsn)
 	}
 	bin, err := findBinDir(exec.LookPath, "/usr/lib/postgresql")
 	if err != nil {
 		return nil, err
 	}
-	p := &Postgres{bin: bin}
+	p := &Postgres{bin: bin, opts: opts}
 	if os.Geteuid() == 0 {
 		runuser, err := exec.LookPath("runuser")
 		if err != nil {
@@ -161,7 +172,10 @@ func (p *Postgres) create(ctx context.Context) error {
 		"--auth-local=trust", "--auth-host=trust", "--no-sync", "--no-instructions", "-E", "UTF8", "--no-locale"); err != nil {
 		return err
 	}
-	if err := p.writeDataFile("pg_hba.conf", hbaConf()); err != nil {
+	if err := p.writeDataFile("pg_hba.conf", p.hbaConf()); err != nil {
+		return err
+	}
+	if err := p.writeOptionFiles(); err != nil {
 		return err
 	}
 	if err := appendFile(filepath.Join(p.data, "postgresql.conf"), "\ninclude 'certctl-test.conf'\n"); err != nil {
@@ -187,13 +201,13 @@ func (p *Postgres) create(ctx context.Context) error {
 		return fmt.Errorf("%w\nserver log %s:\n%s", err, p.logFile(), p.logTail())
 	}
 	p.running = true
-	p.admin = p.dsn("postgres")
+	p.admin = p.adminDSN()
 	return nil
 }
 
-// hbaConf trusts local-socket and 127.0.0.1 connections. A TLS variant would
-// replace the host line with hostssl ... cert lines (see the postgres-mtls recipe).
-func hbaConf() string {
+// defaultHBAConf trusts local-socket and 127.0.0.1 connections. Clusters with
+// PostgresOptions use hbaConf (postgres_tls.go) instead.
+func defaultHBAConf() string {
 	return "# written by certctl internal/pkitest\n" +
 		"local all all              trust\n" +
 		"host  all all 127.0.0.1/32 trust\n"
@@ -204,7 +218,7 @@ func (p *Postgres) writeServerConf() error {
 	conf := fmt.Sprintf(`# written by certctl internal/pkitest
 listen_addresses = '127.0.0.1'
 port = %d
-unix_socket_directories = ''
+unix_socket_directories = '%s'
 max_connections = 300
 shared_buffers = 32MB
 # Throwaway cluster: surviving an OS crash is not wanted, speed is. Commits
@@ -218,7 +232,7 @@ checkpoint_timeout = 30min
 logging_collector = off
 jit = off
 log_min_messages = warning
-`, p.port)
+`, p.port, p.socketDir()) + p.tlsServerConf()
 	return p.writeDataFile("certctl-test.conf", conf)
 }
 

@@ -2,7 +2,7 @@
 GO ?= go
 GOTESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: test deps build vet fuzz bench bench-api bench-hsm bench-ocsp bench-revocation cover
+.PHONY: test deps build vet fuzz bench bench-api bench-hsm bench-ocsp bench-revocation bench-scan cover
 
 test: deps vet
 	$(GO) test $(GOTESTFLAGS) ./...
@@ -40,6 +40,10 @@ bench-ocsp: deps
 # Revoke call -> OCSP (serve and a standalone ocsp serve) and CRL show it; COUNT, POLL, TIMEOUT from the environment.
 bench-revocation: deps
 	bash bench/revocation-latency.sh
+
+# certctl scan vs testssl.sh and sslscan on local openssl s_server endpoints, plus a /24 (bench/RESULTS.md, issue 7).
+bench-scan:
+	bash bench/scan-vs-testssl.sh
 
 cover: deps
 	$(GO) test -count=1 -coverprofile=cover.out ./ca/... ./issuance/... ./certdb/... ./keys/...

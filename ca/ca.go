@@ -5,6 +5,9 @@
 // DER is already in certdb. The serial and intent (with the lint certificate)
 // are recorded before the real signature; the DER is stored before Issue
 // returns; if the store fails, the caller gets an error and no certificate.
+// Under a profile with Certificate Transparency (see ct.go), the
+// precertificate is recorded before any log sees it, and the SCTs are stored
+// with the certificate.
 //
 // A CA is safe for concurrent use and never changes after New.
 package ca
@@ -25,6 +28,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/certdb"
+	"github.com/certctl/certctl/ct"
 	"github.com/certctl/certctl/issuance"
 )
 
@@ -48,6 +52,9 @@ var (
 	ErrStore = errors.New("ca: certificate database unavailable")
 	// ErrNoRevoker: the store given to New cannot revoke.
 	ErrNoRevoker = errors.New("ca: store does not support revocation")
+	// ErrCT: Certificate Transparency failed under a profile whose policy
+	// is to fail (the error also wraps the *ct.QuorumError).
+	ErrCT = errors.New("ca: certificate transparency")
 )
 
 // storeWriteTimeout bounds the final write of a signed certificate. It runs
@@ -63,6 +70,7 @@ type config struct {
 	now  func() time.Time
 	rand io.Reader
 	log  *slog.Logger
+	ctOp []ct.Option
 }
 
 // Option configures New.
@@ -77,6 +85,12 @@ func WithRand(r io.Reader) Option { return func(c *config) { c.rand = r } }
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
+// WithCTOptions passes options to the CT submitters of profiles with a ct:
+// section (e.g. ct.WithHTTPClient).
+func WithCTOptions(opts ...ct.Option) Option {
+	return func(c *config) { c.ctOp = append(c.ctOp, opts...) }
+}
+
 // CA issues certificates from one issuer under a set of profiles.
 type CA struct {
 	issuer   *issuance.Issuer
@@ -84,6 +98,7 @@ type CA struct {
 	profiles map[string]*issuance.Profile
 	store    Store
 	cfg      config
+	ct       map[string]*ct.Submitter // profiles with Certificate Transparency (ct.go)
 }
 
 // New builds a CA. chain is the DER of certificates to append after each leaf
@@ -106,7 +121,11 @@ func New(issuer *issuance.Issuer, chain [][]byte, profiles map[string]*issuance.
 		}
 		ps[n] = p
 	}
-	return &CA{issuer: issuer, chain: slices.Clone(chain), profiles: ps, store: st, cfg: cfg}, nil
+	c := &CA{issuer: issuer, chain: slices.Clone(chain), profiles: ps, store: st, cfg: cfg}
+	if err := c.setupCT(); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // Issuer returns the CA's issuer.
@@ -139,6 +158,9 @@ type Issued struct {
 	Chain       [][]byte // leaf first, then the CA chain (no root)
 	Serial      *big.Int
 	Profile     string
+	// SCTs are the SCTs embedded in the certificate (profiles with CT; nil
+	// when issued without SCTs).
+	SCTs []*certdb.SCT
 }
 
 // Issue runs the whole workflow. Errors: ErrUnknownProfile,
@@ -193,10 +215,22 @@ func (c *CA) Issue(ctx context.Context, req Request) (*Issued, error) {
 		return nil, fmt.Errorf("%w: reserve serial %s: %w", ErrStore, certdb.SerialHex(serial), err)
 	}
 	serial := tok.Serial()
-	// 5. Sign exactly the TBS that was linted.
-	der, err := c.issuer.Issue(tok)
-	if err != nil {
-		return nil, fmt.Errorf("ca: sign serial %s: %w", certdb.SerialHex(serial), err)
+	// 5. Sign exactly the TBS that was linted. With CT (ct.go): sign and
+	// record the precertificate, collect SCTs, sign the final certificate.
+	var (
+		der  []byte
+		scts []*certdb.SCT
+	)
+	if tok.CT() {
+		der, scts, err = c.issueCT(ctx, req, tok)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		der, err = c.issuer.Issue(tok)
+		if err != nil {
+			return nil, fmt.Errorf("ca: sign serial %s: %w", certdb.SerialHex(serial), err)
+		}
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
@@ -214,11 +248,21 @@ func (c *CA) Issue(ctx context.Context, req Request) (*Issued, error) {
 			"serial", certdb.SerialHex(serial), "profile", req.Profile, "err", err)
 		return nil, fmt.Errorf("%w: store certificate %s: %w", ErrStore, certdb.SerialHex(serial), err)
 	}
+	if len(scts) > 0 {
+		if err := c.store.(certdb.SCTStore).AddSCTs(wctx, scts); err != nil { // setupCT checked the store
+			c.cfg.log.ErrorContext(ctx, "SCTs of a signed certificate could not be stored; not handed out",
+				"serial", certdb.SerialHex(serial), "profile", req.Profile, "err", err)
+			return nil, fmt.Errorf("%w: store SCTs of %s: %w", ErrStore, certdb.SerialHex(serial), err)
+		}
+	}
+	if tok.CT() {
+		c.submitFinal(ctx, req.Profile, serial, der)
+	}
 	c.cfg.log.InfoContext(ctx, "issued certificate",
 		"serial", certdb.SerialHex(serial), "profile", req.Profile, "requester", req.Requester,
 		"subject", rec.Subject, "sans", rec.SANs, "not_after", rec.NotAfter)
 	chain := append([][]byte{der}, c.chain...)
-	return &Issued{Certificate: cert, DER: der, Chain: chain, Serial: serial, Profile: req.Profile}, nil
+	return &Issued{Certificate: cert, DER: der, Chain: chain, Serial: serial, Profile: req.Profile, SCTs: scts}, nil
 }
 
 // Revoke marks a certificate revoked now. The store must implement Revoker.

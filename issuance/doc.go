@@ -29,6 +29,17 @@
 //     checks that the signed TBSCertificate is byte for byte the one that was
 //     linted. A token is redeemable once, by the issuer that made it.
 //
+// # Certificate Transparency
+//
+// A profile with a ct: section ([CTConfig], validated into a [CTPolicy]) makes
+// Prepare build and lint an RFC 6962 precertificate (the critical poison
+// extension last among the extensions), and its token is redeemed in two
+// steps instead of Issue: [Issuer.IssuePrecert] signs the linted
+// precertificate; after the caller has recorded it and collected SCTs (package
+// ct), [Issuer.IssueFinal] replaces the poison with the SCT list at the same
+// position (or drops it when issuing without SCTs), lints that certificate
+// too, signs it and checks with [SamePrecertTBS] that nothing else changed.
+//
 // Serial numbers come from [NewSerial]; roots from [SelfSignRoot].
 // Untrusted certificate requests are parsed with [ParseCSR] and turned into
 // requests with [RequestFromCSR]; names typed by a user go through

@@ -239,6 +239,12 @@ type Token struct {
 	pub      crypto.PublicKey
 	lintTBS  []byte
 	used     atomic.Bool
+
+	// Certificate Transparency (ct.go): the template carries the poison
+	// extension; state sequences IssuePrecert and IssueFinal.
+	ct     bool
+	state  atomic.Int32
+	preTBS *x509.Certificate
 }
 
 // Serial returns (a copy of) the certificate's serial number.
@@ -322,6 +328,7 @@ func (i *Issuer) Prepare(p *Profile, req *Request, serial *big.Int, now time.Tim
 		shard:    ShardOf(serial, i.cfg.CRLShards),
 		pub:      req.PublicKey,
 		lintTBS:  lintCert.RawTBSCertificate,
+		ct:       p.ct != nil,
 	}, nil
 }
 
@@ -336,6 +343,9 @@ func (i *Issuer) Issue(t *Token) (der []byte, err error) {
 	}
 	if t.issuer != i {
 		return nil, fmt.Errorf("%w (serial %x)", ErrWrongIssuer, t.template.SerialNumber)
+	}
+	if t.ct {
+		return nil, fmt.Errorf("issuance: issue serial %x: the profile uses CT: call IssuePrecert, submit, then IssueFinal", t.template.SerialNumber)
 	}
 	if !t.used.CompareAndSwap(false, true) {
 		return nil, fmt.Errorf("%w (serial %x)", ErrTokenUsed, t.template.SerialNumber)
@@ -466,6 +476,11 @@ func (i *Issuer) template(p *Profile, req *Request, serial *big.Int, now time.Ti
 	}
 	if p.ocspNoCheck {
 		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, ocspNoCheckExt)
+	}
+	if p.ct != nil {
+		// RFC 6962 §3.1: the precertificate. IssueFinal replaces this entry
+		// with the SCT list, so both certificates keep the same order.
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, ctPoisonExt)
 	}
 	return tmpl, nil
 }

@@ -119,6 +119,10 @@ type ProfileConfig struct {
 	// KeyTypes lists the subject key types allowed (keys.KeyType names).
 	// Empty: all supported types.
 	KeyTypes []string `yaml:"key_types,omitempty" json:"key_types,omitempty"`
+	// CT submits every certificate of the profile to Certificate
+	// Transparency logs as a precertificate and embeds the SCTs (RFC 6962).
+	// Nil: no CT.
+	CT *CTConfig `yaml:"ct,omitempty" json:"ct,omitempty"`
 }
 
 // DefaultProfiles returns the built-in profiles; each call returns a fresh
@@ -248,6 +252,7 @@ type Profile struct {
 	allowWildcard bool
 
 	nc *nameConstraints
+	ct *CTPolicy // nil: no Certificate Transparency
 }
 
 type nameConstraints struct {
@@ -299,6 +304,7 @@ func cloneConfig(c ProfileConfig) ProfileConfig {
 		nc.ExcludedURI = slices.Clone(nc.ExcludedURI)
 		c.NameConstraints = &nc
 	}
+	c.CT = cloneCTConfig(c.CT)
 	return c
 }
 
@@ -443,6 +449,15 @@ func NewProfile(name string, c ProfileConfig) (*Profile, error) {
 		if !slices.Contains(p.keyTypes, t) {
 			p.keyTypes = append(p.keyTypes, t)
 		}
+	}
+
+	// Certificate Transparency.
+	if c.CT != nil {
+		ct, err := compileCT(c.CT, bad)
+		if err != nil {
+			return nil, err
+		}
+		p.ct = ct
 	}
 
 	p.cfg = c

@@ -20,6 +20,9 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v tinyproxy >/dev/null 2>&1 || missing+=(tinyproxy-bin)
 
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0

@@ -79,6 +79,8 @@ func classify(err error) *apiError {
 		return &apiError{Status: http.StatusConflict, Code: CodeConflict, Message: "serial was reserved but never issued", cause: err}
 	case errors.Is(err, certdb.ErrInvalid):
 		return &apiError{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error(), cause: err}
+	case errors.Is(err, ca.ErrCT):
+		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "Certificate Transparency logs did not return the SCTs the profile requires; no certificate was issued; retry later", cause: err}
 	case errors.Is(err, ca.ErrStore), errors.Is(err, context.DeadlineExceeded):
 		return &apiError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "the certificate database is unavailable; no certificate was issued; retry later", cause: err}
 	}

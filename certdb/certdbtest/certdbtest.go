@@ -88,8 +88,9 @@ import (
 // sequentially, so open need not be safe for concurrent use.
 //
 // Every store must also implement [certdb.TokenStore] and
-// [certdb.AuditStore], and the revocation interfaces [certdb.OCSPStore],
-// [certdb.CRLStore], [certdb.RevocationNotifier] and [certdb.Locker]: the
+// [certdb.AuditStore], the revocation interfaces [certdb.OCSPStore],
+// [certdb.CRLStore], [certdb.RevocationNotifier] and [certdb.Locker], and
+// [certdb.SCTStore]: the
 // subtests for an interface fail for a store that does not implement it.
 func Run(t *testing.T, open func(t *testing.T) certdb.Store) {
 	t.Helper()
@@ -148,7 +149,11 @@ func Run(t *testing.T, open func(t *testing.T) certdb.Store) {
 		{"NotifyCancel", with(testNotifyCancel)},
 		{"NotifyClose", with(testNotifyClose)},
 		{"Lock", with(testLock)},
+
+		{"SCTPrecertificate", with(testSCTPrecertificate)},
+		{"SCTs", with(testSCTs)},
 	}
+	tests = append(tests, scanTests()...) // scan.go: certdb.ScanStore
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := open(t)

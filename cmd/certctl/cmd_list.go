@@ -173,10 +173,20 @@ func cmdShow(ctx context.Context, e *env, args []string) error {
 		}
 		_, err := e.stdout.Write(pemCert(r.DER))
 		return err
-	case *jsonOut:
-		return writeJSON(e.stdout, toJSON(r, now, true))
 	}
-	return printRecord(e.stdout, r, now)
+	scts, err := storedSCTs(ctx, l.store, serial) // cmd_ct.go
+	if err != nil {
+		return err
+	}
+	if *jsonOut {
+		j := toJSON(r, now, true)
+		j.SCTs = sctsJSON(scts)
+		return writeJSON(e.stdout, j)
+	}
+	if err := printRecord(e.stdout, r, now); err != nil {
+		return err
+	}
+	return printSCTs(e.stdout, scts)
 }
 
 // certJSON is the JSON form of a certificate record (list, show).
@@ -194,6 +204,7 @@ type certJSON struct {
 	Requester   string     `json:"requester"`
 	CreatedAt   time.Time  `json:"created_at"`
 	PEM         string     `json:"certificate_pem,omitempty"`
+	SCTs        []sctJSON  `json:"scts,omitempty"` // show only
 }
 
 func toJSON(r *certdb.Certificate, now time.Time, withPEM bool) certJSON {

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb"
 	"github.com/certctl/certctl/crl"
@@ -187,6 +189,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("issue the server's own certificate for %v: %w (check that profile \"server\" in %s allows these names, or pass --tls-name)", names, err, configFile)
 	}
 
+	reg := prometheus.NewRegistry() // /metrics: the server's and the scan runner's
+	scanRunner, err := newScanRunner(&c, l, log, reg)
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(authority, st, server.Config{
 		Chain:           [][]byte{l.inter.Raw},
 		Roots:           []*x509.Certificate{l.root},
@@ -198,6 +205,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		Profiles:        l.cfg.Profiles,
 		CRL:             crlHandler,
 		Logger:          log,
+		Registry:        reg,
 	})
 	if err != nil {
 		return err
@@ -249,6 +257,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	background("OCSP pre-signer", rev.presigner.Run)
 	background("OCSP cache", ocspSource.Run)
 	background("CRL updater", crlUpdater.Run)
+	background("scan runner", scanRunner.Run)
 
 	select {
 	case <-ctx.Done():

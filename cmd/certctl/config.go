@@ -14,6 +14,7 @@ import (
 
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/ocsp"
+	"github.com/certctl/certctl/scan/schedule"
 )
 
 // File layout inside --dir. Later issues and users rely on these names.
@@ -40,6 +41,8 @@ type Config struct {
 	CRL CRLConfig `yaml:"crl,omitempty"`
 	// CFSSL configures the CFSSL-compatible API (/api/v1/cfssl/).
 	CFSSL CFSSLConfig `yaml:"cfssl,omitempty"`
+	// Scan configures the scheduled TLS scans run by serve, and their hooks.
+	Scan schedule.Config `yaml:"scan,omitempty"`
 }
 
 // CFSSLConfig is the cfssl: section: what CFSSL clients need.
@@ -113,7 +116,14 @@ func (c *common) loadConfig() (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return parseConfig(p, b)
+	cfg, err := parseConfig(p, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := resolveCTKeys(cfg, c.dir); err != nil { // ct.logs[].public_key may name a file (cmd_ct.go)
+		return nil, err
+	}
+	return cfg, nil
 }
 
 func parseConfig(name string, b []byte) (*Config, error) {
@@ -190,10 +200,13 @@ const configHeader = `# certctl configuration. Unknown fields are an error.
 #                 splits them into shards (the crl URL then needs "{shard}")
 # cfssl:          CFSSL-compatible API: default_profile, auth_keys (name: hex key, env:NAME or
 #                 file:PATH) and profile_auth_keys (profile: [key names]) for authsign
+# scan:           scheduled TLS scans run by serve: poll, concurrency, lease, expiry_warning (14d),
+#                 hooks (- webhook: URL, headers: {Authorization: env:NAME} | - exec: CMD; events, timeout)
 # profiles:       signing profiles. validity/backdate take Go durations or days ("30d").
 #                 names.dns patterns: "a.internal" exact, "*.svc.internal" one label,
 #                 "**.internal" one or more labels. names.ip: CIDRs. Wildcard certificate
 #                 names need allow_wildcard_names: true.
+#                 ct: submit to Certificate Transparency logs and embed SCTs (see: certctl ct --help).
 `
 
 // defaultConfig is what `certctl init` writes when DIR has no config.

@@ -73,6 +73,9 @@ func commands() []command {
 		{"ocsp", "OCSP responder (serve) and pre-signing (refresh)", cmdOCSP},
 		{"crl", "build and write a CRL", cmdCRL},
 		{"hsm", "PKCS#11 tokens: list keys, generate a key on a token", cmdHSM},
+		{"ct", "Certificate Transparency: verify embedded SCTs", cmdCT},
+		{"agent", "keep a certificate and key renewed on disk for non-Go services", cmdAgent},
+		{"scan", "scan TLS endpoints and grade them (also: schedule, history)", cmdScan},
 		{"version", "print the version", cmdVersion},
 	}
 }

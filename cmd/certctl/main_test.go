@@ -73,6 +73,7 @@ func TestScripts(t *testing.T) {
 			env.Setenv("USER", "tester")
 			env.Setenv("CERTCTL_PKCS11_PIN", "")
 			env.Setenv("CERTCTL_PKCS11_MODULE", "")
+			env.Values["ctlogs"] = map[string]*pkitest.CTLog{} // ct_test.go
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -82,6 +83,8 @@ func TestScripts(t *testing.T) {
 			"mkcsr":    cmdMkCSR,
 			"certinfo": cmdCertInfo,
 			"softhsm":  cmdSoftHSM,
+			"tlsserve": cmdTLSServer,
+			"ctlog":    cmdCTLog, // ct_test.go
 		},
 	})
 }

@@ -43,4 +43,11 @@
 //
 // [Postgres.ReplaceServerCertificate] rotates the server certificate without
 // a restart.
+//
+// # Certificate Transparency
+//
+// [StartCTLog] runs a real CT log (TesseraCT, static-ct-api) on 127.0.0.1,
+// built once from the pinned tools module in tools/ctlog into the user cache
+// directory; [NewCTProxy] puts a proxy in front of it that delays requests or
+// corrupts the SCTs it returns.
 package pkitest

@@ -16,8 +16,12 @@ type Config struct {
 	Poll Duration `yaml:"poll,omitempty" json:"poll,omitempty"`
 	// Concurrency bounds the endpoints scanned at once. Default 8.
 	Concurrency int `yaml:"concurrency,omitempty" json:"concurrency,omitempty"`
-	// Lease is the longest a claimed schedule's run may take before another
-	// runner may claim it again. Default 1h.
+	// Lease is the least time between two claims of one schedule: a
+	// schedule claimed now is due again after the larger of its interval
+	// and the lease. Default 1m (the shortest interval `certctl scan
+	// schedule add` accepts, so it changes nothing for those). A run that
+	// outlasts its schedule's interval may overlap with the next one, which
+	// another process may claim.
 	Lease Duration `yaml:"lease,omitempty" json:"lease,omitempty"`
 	// ExpiryWarning: a certificate expiring within this fires "expiring".
 	// Default 14d.
@@ -45,7 +49,7 @@ type HookConfig struct {
 // Config defaults.
 const (
 	DefaultPoll          = 30 * time.Second
-	DefaultLease         = time.Hour
+	DefaultLease         = time.Minute
 	DefaultExpiryWarning = 14 * 24 * time.Hour
 )
 

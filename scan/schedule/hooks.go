@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -137,7 +138,9 @@ func redactURL(raw string) string {
 //	CERTCTL_DAYS_LEFT       days until expiry (expiring)
 //	CERTCTL_MESSAGE         one human sentence
 //
-// plus the runner's own environment. The command's output is discarded
+// plus PATH, HOME, USER, LANG, LC_*, TZ and TMPDIR from the runner's
+// environment, and nothing else of it: the server's environment may hold
+// secrets (CERTCTL_PKCS11_PIN, webhook tokens). The command's output is discarded
 // (up to 64 KiB of it is kept for the error when it fails). Safe for
 // concurrent use.
 type Exec struct {
@@ -170,7 +173,7 @@ func (x *Exec) Fire(ctx context.Context, ev *Event) error {
 	cmd := exec.CommandContext(ctx, "sh", "-c", x.command)
 	cmd.WaitDelay = time.Second // a child that keeps the pipes open does not hang us
 	cmd.Stdin = bytes.NewReader(body)
-	env := append(os.Environ(),
+	env := append(hookEnviron(),
 		"CERTCTL_EVENT="+ev.Kind,
 		"CERTCTL_TARGET="+ev.Target,
 		"CERTCTL_GRADE="+ev.Grade,
@@ -194,6 +197,19 @@ func (x *Exec) Fire(ctx context.Context, ev *Event) error {
 		return fmt.Errorf("schedule: %s: %v: %s", x, err, bytes.TrimSpace(out.b.Bytes()))
 	}
 	return nil
+}
+
+// hookEnviron is the part of the process environment a hook command gets.
+func hookEnviron() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "PATH", k == "HOME", k == "USER", k == "LANG", k == "TZ", k == "TMPDIR", strings.HasPrefix(k, "LC_"):
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // limitedBuffer keeps the first 64 KiB written to it.

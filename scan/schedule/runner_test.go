@@ -385,26 +385,26 @@ func TestRunnerRun(t *testing.T) {
 	}
 }
 
-// TestBatchRange scans a range with two live addresses (127.0.1.0/28 is on
+// TestBatchRange scans a range with two live addresses (127.0.5.0/28 is on
 // the loopback interface) and a named host: only the live addresses and
 // the host are scanned.
 func TestBatchRange(t *testing.T) {
-	ln1, err := net.Listen("tcp", "127.0.1.3:0")
+	ln1, err := net.Listen("tcp", "127.0.5.3:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln1.Close()
 	port := ln1.Addr().(*net.TCPAddr).Port
-	ln2, err := net.Listen("tcp", fmt.Sprintf("127.0.1.9:%d", port))
+	ln2, err := net.Listen("tcp", fmt.Sprintf("127.0.5.9:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln2.Close()
 	fake := &fakeScanner{}
-	for _, a := range []string{"127.0.1.3", "127.0.1.9", "named.internal"} {
+	for _, a := range []string{"127.0.5.3", "127.0.5.9", "named.internal"} {
 		fake.set(fmt.Sprintf("%s:%d", a, port), graded("A", nil, time.Now()))
 	}
-	eps, err := targets.Expand([]string{"127.0.1.0/28", "named.internal"}, []int{port}, "")
+	eps, err := targets.Expand([]string{"127.0.5.0/28", "named.internal"}, []int{port}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -593,6 +593,12 @@ func TestExecHook(t *testing.T) {
 	var back Event
 	if err := json.Unmarshal([]byte(stdin), &back); err != nil || back.Kind != EventGradeDropped || back.PreviousGrade != "A" {
 		t.Errorf("stdin = %q (%v)", stdin, err)
+	}
+
+	t.Setenv("CERTCTL_PKCS11_PIN", "1234")
+	leak, _ := NewExec(`test -z "$CERTCTL_PKCS11_PIN" && test -n "$PATH"`, 5*time.Second)
+	if err := leak.Fire(t.Context(), ev); err != nil {
+		t.Errorf("the hook saw the server's secret environment, or no PATH: %v", err)
 	}
 
 	fail, _ := NewExec("echo broken pipe >&2; exit 3", time.Second)

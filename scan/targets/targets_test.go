@@ -228,17 +228,17 @@ func TestExpand(t *testing.T) {
 	})
 }
 
-// TestLive listens on two addresses of 127.0.1.0/29 (the whole of 127/8 is
+// TestLive listens on two addresses of 127.0.4.0/29 (the whole of 127/8 is
 // on the loopback interface on Linux) with the same port; the other
 // addresses refuse at once.
 func TestLive(t *testing.T) {
-	ln1, err := net.Listen("tcp", "127.0.1.2:0")
+	ln1, err := net.Listen("tcp", "127.0.4.2:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln1.Close()
 	port := ln1.Addr().(*net.TCPAddr).Port
-	ln2, err := net.Listen("tcp", fmt.Sprintf("127.0.1.5:%d", port))
+	ln2, err := net.Listen("tcp", fmt.Sprintf("127.0.4.5:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestLive(t *testing.T) {
 			}
 		}()
 	}
-	eps, err := Expand([]string{"127.0.1.0/29", "unlisted.invalid"}, []int{port}, "")
+	eps, err := Expand([]string{"127.0.4.0/29", "unlisted.invalid"}, []int{port}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,7 @@ func TestLive(t *testing.T) {
 	for _, e := range live {
 		got = append(got, e.Target.Addr())
 	}
-	want := []string{fmt.Sprintf("127.0.1.2:%d", port), fmt.Sprintf("127.0.1.5:%d", port), fmt.Sprintf("unlisted.invalid:%d", port)}
+	want := []string{fmt.Sprintf("127.0.4.2:%d", port), fmt.Sprintf("127.0.4.5:%d", port), fmt.Sprintf("unlisted.invalid:%d", port)}
 	if !slices.Equal(got, want) {
 		t.Errorf("Live = %v, want %v (the range's listening addresses, and every non-range endpoint)", got, want)
 	}

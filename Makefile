@@ -2,7 +2,7 @@
 GO ?= go
 GOTESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: test deps build vet fuzz bench bench-api bench-hsm bench-ocsp bench-revocation bench-scan cover
+.PHONY: test deps build vet fuzz bench bench-api bench-hsm bench-ocsp bench-revocation bench-scan bench-transport bench-ct cover
 
 test: deps vet
 	$(GO) test $(GOTESTFLAGS) ./...
@@ -44,6 +44,15 @@ bench-revocation: deps
 # certctl scan vs testssl.sh and sslscan on local openssl s_server endpoints, plus a /24 (bench/RESULTS.md, issue 7).
 bench-scan:
 	bash bench/scan-vs-testssl.sh
+
+# transport vs plain crypto/tls with identical keys (paired: each iteration does one of each), renewal cost, memory per identity.
+bench-transport: deps
+	$(GO) test -run '^$$' -bench 'Paired|Renewal' -benchtime 3s -count 6 ./bench/ | tee bench/last-transport.txt
+	$(GO) test -run '^$$' -bench IdentityMemory -benchtime 200x -count 6 ./bench/ | tee -a bench/last-transport.txt
+
+# Issuance with CT on (two local TesseraCT logs) vs off.
+bench-ct: deps
+	$(GO) test -run '^$$' -bench IssueCT -benchtime 3s -count 3 ./bench/ | tee bench/last-ct.txt
 
 cover: deps
 	$(GO) test -count=1 -coverprofile=cover.out ./ca/... ./issuance/... ./certdb/... ./keys/...

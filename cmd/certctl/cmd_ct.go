@@ -43,18 +43,7 @@ Subcommands:
                     (any profile); exits non-zero when an SCT does not verify`
 
 func cmdCT(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprintln(e.stdout, "Usage: certctl ct verify [flags] CERT.pem\n\n"+ctDoc)
-		if len(args) == 0 {
-			return usageError("ct needs a subcommand: verify")
-		}
-		return nil
-	}
-	switch args[0] {
-	case "verify":
-		return cmdCTVerify(ctx, e, args[1:])
-	}
-	return usageError("unknown ct subcommand %q: want verify", args[0])
+	return dispatch(ctx, e, "ct", "ct verify [flags] CERT.pem", ctDoc, []subcommand{{"verify", cmdCTVerify}}, args)
 }
 
 // sctResultJSON is one embedded SCT in `certctl ct verify --json`.

@@ -23,20 +23,9 @@ listings show it). To make a CA whose intermediate key is on the token, run
 certctl init --key 'pkcs11:…'. Run 'certctl hsm SUBCOMMAND --help' for flags.`
 
 func cmdHSM(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprintln(e.stdout, "Usage: certctl hsm list|keygen [flags]\n\n"+hsmDoc)
-		if len(args) == 0 {
-			return usageError("hsm needs a subcommand: list or keygen")
-		}
-		return nil
-	}
-	switch args[0] {
-	case "list":
-		return cmdHSMList(ctx, e, args[1:])
-	case "keygen":
-		return cmdHSMKeygen(ctx, e, args[1:])
-	}
-	return usageError("unknown hsm subcommand %q: want list or keygen", args[0])
+	return dispatch(ctx, e, "hsm", "hsm list|keygen [flags]", hsmDoc, []subcommand{
+		{"list", cmdHSMList}, {"keygen", cmdHSMKeygen},
+	}, args)
 }
 
 const hsmListDoc = `List the slots of a PKCS#11 library, their tokens and the key objects on

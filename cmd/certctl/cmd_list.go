@@ -264,21 +264,15 @@ const dbDoc = `Database maintenance.
                        (PostgreSQL needs this once per upgrade; SQLite migrates on open)`
 
 func cmdDB(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprintln(e.stdout, "Usage: certctl db migrate [flags]\n\n"+dbDoc)
-		if len(args) == 0 {
-			return usageError("db needs a subcommand: migrate")
-		}
-		return nil
-	}
-	if args[0] != "migrate" {
-		return usageError("unknown db subcommand %q: want migrate", args[0])
-	}
+	return dispatch(ctx, e, "db", "db migrate [flags]", dbDoc, []subcommand{{"migrate", cmdDBMigrate}}, args)
+}
+
+func cmdDBMigrate(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "db migrate", "", "Create or upgrade the certificate database schema (idempotent; safe with several processes).")
 	var c common
 	c.register(fs, e)
 	verbose := fs.Bool("verbose", false, "log to stderr")
-	if err := parse(e, fs, args[1:]); err != nil {
+	if err := parse(e, fs, args); err != nil {
 		return err
 	}
 	var cfg *Config

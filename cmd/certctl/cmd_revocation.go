@@ -25,20 +25,9 @@ const ocspDoc = `OCSP responder tools.
         (certctl serve also does this continuously)`
 
 func cmdOCSP(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprintln(e.stdout, "Usage: certctl ocsp serve|refresh [flags]\n\n"+ocspDoc)
-		if len(args) == 0 {
-			return usageError("ocsp needs a subcommand: serve or refresh")
-		}
-		return nil
-	}
-	switch args[0] {
-	case "serve":
-		return cmdOCSPServe(ctx, e, args[1:])
-	case "refresh":
-		return cmdOCSPRefresh(ctx, e, args[1:])
-	}
-	return usageError("unknown ocsp subcommand %q: want serve or refresh", args[0])
+	return dispatch(ctx, e, "ocsp", "ocsp serve|refresh [flags]", ocspDoc, []subcommand{
+		{"serve", cmdOCSPServe}, {"refresh", cmdOCSPRefresh},
+	}, args)
 }
 
 func cmdOCSPServe(ctx context.Context, e *env, args []string) error {

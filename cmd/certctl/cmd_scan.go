@@ -375,22 +375,9 @@ paths and read by 'certctl serve' at each run; @FILE target lists are read
 now.`
 
 func cmdScanSchedule(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprintln(e.stdout, "Usage: certctl scan schedule add|list|remove [flags]\n\n"+scheduleDoc)
-		if len(args) == 0 {
-			return usageError("scan schedule needs a subcommand: add, list or remove")
-		}
-		return nil
-	}
-	switch args[0] {
-	case "add":
-		return cmdScanScheduleAdd(ctx, e, args[1:])
-	case "list":
-		return cmdScanScheduleList(ctx, e, args[1:])
-	case "remove":
-		return cmdScanScheduleRemove(ctx, e, args[1:])
-	}
-	return usageError("unknown scan schedule subcommand %q: want add, list or remove", args[0])
+	return dispatch(ctx, e, "scan schedule", "scan schedule add|list|remove [flags]", scheduleDoc, []subcommand{
+		{"add", cmdScanScheduleAdd}, {"list", cmdScanScheduleList}, {"remove", cmdScanScheduleRemove},
+	}, args)
 }
 
 // minScheduleInterval keeps schedules from hammering endpoints.

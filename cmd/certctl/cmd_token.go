@@ -27,22 +27,9 @@ any depth, CIDRs for IPs). Single-use tokens are the bootstrap path for a
 service's first certificate.`
 
 func cmdToken(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprintln(e.stdout, "Usage: certctl token create|list|revoke [flags]\n\n"+tokenDoc)
-		if len(args) == 0 {
-			return usageError("token needs a subcommand: create, list or revoke")
-		}
-		return nil
-	}
-	switch args[0] {
-	case "create":
-		return cmdTokenCreate(ctx, e, args[1:])
-	case "list":
-		return cmdTokenList(ctx, e, args[1:])
-	case "revoke":
-		return cmdTokenRevoke(ctx, e, args[1:])
-	}
-	return usageError("unknown token subcommand %q: want create, list or revoke", args[0])
+	return dispatch(ctx, e, "token", "token create|list|revoke [flags]", tokenDoc, []subcommand{
+		{"create", cmdTokenCreate}, {"list", cmdTokenList}, {"revoke", cmdTokenRevoke},
+	}, args)
 }
 
 // tokenStore is what the token commands need.

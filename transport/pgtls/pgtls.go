@@ -98,18 +98,24 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // The trust settings of id are read now: call ConnConfig again to pick up a
 // new trust bundle.
 func ConnConfig(dsn string, id Identity, opts ...Option) (*pgx.ConnConfig, error) {
+	_, cc, err := connConfig(dsn, id, opts)
+	return cc, err
+}
+
+// connConfig parses dsn and secures it with a new securer for id.
+func connConfig(dsn string, id Identity, opts []Option) (*securer, *pgx.ConnConfig, error) {
 	s, err := newSecurer(id, opts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cc, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("pgtls: parse DSN: %w", err)
+		return nil, nil, fmt.Errorf("pgtls: parse DSN: %w", err)
 	}
 	if err := s.secure(&cc.Config); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return cc, nil
+	return s, cc, nil
 }
 
 // PoolConfig is ConnConfig for pgxpool (pool_* settings in dsn apply).
@@ -154,15 +160,8 @@ func PoolConfig(dsn string, id Identity, opts ...Option) (*pgxpool.Config, error
 // certificate comes within the expiry margin is discarded before reuse. The
 // caller closes the *sql.DB.
 func OpenDB(dsn string, id Identity, opts ...Option) (*sql.DB, error) {
-	s, err := newSecurer(id, opts)
+	s, cc, err := connConfig(dsn, id, opts)
 	if err != nil {
-		return nil, err
-	}
-	cc, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("pgtls: parse DSN: %w", err)
-	}
-	if err := s.secure(&cc.Config); err != nil {
 		return nil, err
 	}
 	life, err := s.maxLifetime()

@@ -130,9 +130,10 @@ func (s *scanner) checkCertificate(ctx context.Context, hs *handshake) {
 	case now.Before(leaf.NotBefore):
 		s.add("certificate.not_yet_valid", SeverityCritical, GradeT, "not_before "+leaf.NotBefore.UTC().Format(time.RFC3339),
 			"the certificate is not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339))
-	case leaf.NotAfter.Sub(now) < s.cfg.expiryWarn:
+	case leaf.NotAfter.Sub(now) < expiryWarning(leaf, s.cfg.expiryWarn):
+		left := leaf.NotAfter.Sub(now)
 		s.add("certificate.expires_soon", SeverityWarning, "", "not_after "+leaf.NotAfter.UTC().Format(time.RFC3339),
-			"the certificate expires in %d days", int(leaf.NotAfter.Sub(now).Hours()/24))
+			"the certificate expires in %s, past the last third of its %s lifetime", roundDuration(left), roundDuration(leaf.NotAfter.Sub(leaf.NotBefore)))
 	}
 
 	// Name.
@@ -377,4 +378,27 @@ func (s *scanner) fetchCert(ctx context.Context, url string) (*x509.Certificate,
 func (s *scanner) hostIsIP() bool {
 	_, err := netip.ParseAddr(s.t.Host)
 	return err == nil
+}
+
+// expiryWarning is how close to NotAfter a leaf must be for
+// certificate.expires_soon: the configured threshold, but never more than a
+// third of the certificate's lifetime. Short-lived certificates (a 30-day
+// server certificate, a 24-hour service certificate) are renewed at about
+// two thirds of their life; before that point they are healthy however few
+// days they have left.
+func expiryWarning(leaf *x509.Certificate, threshold time.Duration) time.Duration {
+	return min(threshold, leaf.NotAfter.Sub(leaf.NotBefore)/3)
+}
+
+// roundDuration prints d in days above two days, hours above two hours, else
+// minutes.
+func roundDuration(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%d days", int(d.Hours()/24))
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%d hours", int(d.Hours()))
+	default:
+		return d.Round(time.Minute).String()
+	}
 }

@@ -63,7 +63,9 @@
 // untrusted chain can still be described and graded).
 //   - certificate.expired, certificate.not_yet_valid (cap T);
 //     certificate.expires_soon (warning; [WithExpiryWarning], default 30
-//     days). Trust is judged apart from validity: an expired certificate from
+//     days, but never more than the last third of the certificate's
+//     lifetime: a short-lived certificate is healthy until its renewal
+//     point). Trust is judged apart from validity: an expired certificate from
 //     a trusted CA has Trusted set and only the expiry finding.
 //     chain.expired (cap T): an intermediate or the root is outside its
 //     validity period.

@@ -187,7 +187,8 @@ func TestScanEndpoints(t *testing.T) {
 		{
 			name: "go/expires soon",
 			start: func(t *testing.T, p *pki) (Target, []Option) {
-				chain, key := p.leaf(t, leafSpec{notAfter: time.Now().Add(10 * 24 * time.Hour)})
+				// 10 of 90 days left: inside both the 14-day threshold and the last third.
+				chain, key := p.leaf(t, leafSpec{notBefore: time.Now().Add(-80 * 24 * time.Hour), notAfter: time.Now().Add(10 * 24 * time.Hour)})
 				return localTarget(startGoTLS(t, goServerConfig(chain, key), hstsYear)), []Option{WithRoots(p.root.pool()), WithExpiryWarning(14)}
 			},
 			grade: GradeAMinus, checks: []string{"certificate.expires_soon"},

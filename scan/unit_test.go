@@ -2,9 +2,11 @@ package scan
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestParseTarget(t *testing.T) {
@@ -213,5 +215,31 @@ func TestParseSCTListRejects(t *testing.T) {
 		if _, err := parseSCTList(b); err == nil {
 			t.Errorf("parseSCTList(%x) = nil error", b)
 		}
+	}
+}
+
+func TestExpiryWarning(t *testing.T) {
+	const day = 24 * time.Hour
+	now := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name            string
+		lifetime, left  time.Duration
+		threshold       time.Duration
+		wantExpiresSoon bool
+	}{
+		{"30-day cert, 29 days left", 30 * day, 29 * day, 30 * day, false},
+		{"30-day cert, past its renewal point", 30 * day, 9 * day, 30 * day, true},
+		{"90-day cert, 10 days left, 14-day threshold", 90 * day, 10 * day, 14 * day, true},
+		{"90-day cert, 20 days left, 14-day threshold", 90 * day, 20 * day, 14 * day, false},
+		{"24-hour cert, 12 hours left", day, 12 * time.Hour, 30 * day, false},
+		{"24-hour cert, 7 hours left", day, 7 * time.Hour, 30 * day, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			leaf := &x509.Certificate{NotBefore: now.Add(tt.left - tt.lifetime), NotAfter: now.Add(tt.left)}
+			if got := tt.left < expiryWarning(leaf, tt.threshold); got != tt.wantExpiresSoon {
+				t.Errorf("expires soon = %v, want %v (warning window %v)", got, tt.wantExpiresSoon, expiryWarning(leaf, tt.threshold))
+			}
+		})
 	}
 }

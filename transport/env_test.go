@@ -45,17 +45,21 @@ type testCA struct {
 
 	root, inter *x509.Certificate // first generation
 	gen1        generation
+
+	issuerCfg issuance.IssuerConfig // of the intermediates: CDP/AIA URLs
 }
 
 // generation is one root + intermediate and the CA issuing with it.
 type generation struct {
 	root, inter *x509.Certificate
+	iss         *issuance.Issuer // the intermediate's
 	ca          *ca.CA
 }
 
 // newTestCA starts a CA whose "peer" profile issues certificates valid for
-// validity (with backdate, the lifetime is validity+backdate).
-func newTestCA(t testing.TB, validity, backdate time.Duration) *testCA {
+// validity (with backdate, the lifetime is validity+backdate). opts run
+// before the first generation is made.
+func newTestCA(t testing.TB, validity, backdate time.Duration, opts ...func(*testCA)) *testCA {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ca.db"))
@@ -77,6 +81,9 @@ func newTestCA(t testing.TB, validity, backdate time.Duration) *testCA {
 			t.Fatal(err)
 		}
 		c.profiles[name] = p
+	}
+	for _, o := range opts {
+		o(c)
 	}
 	g := c.newGeneration("1")
 	c.root, c.inter, c.gen1 = g.root, g.inter, g
@@ -149,7 +156,7 @@ func (c *testCA) newGeneration(name string) generation {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := issuance.NewIssuer(inter.Certificate, interKey, issuance.IssuerConfig{})
+	iss, err := issuance.NewIssuer(inter.Certificate, interKey, c.issuerCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +164,7 @@ func (c *testCA) newGeneration(name string) generation {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return generation{root: root, inter: inter.Certificate, ca: leafCA}
+	return generation{root: root, inter: inter.Certificate, iss: iss, ca: leafCA}
 }
 
 // publish serves the API issuing with g and publishing roots.

@@ -149,6 +149,12 @@ type Request struct {
 	Profile   string
 	Request   *issuance.Request
 	Requester string // recorded in certdb and the audit log: who asked
+	// Approve, if set, is called once the request has passed the
+	// profile's policy and the lint, before anything is recorded or
+	// signed; an error from it ends the issuance and is returned as is.
+	// The API server consumes single-use tokens here, so that a request the
+	// profile refuses does not use up the caller's token.
+	Approve func(ctx context.Context) error
 }
 
 // Issued is a certificate that is already stored in certdb.
@@ -181,6 +187,7 @@ func (c *CA) Issue(ctx context.Context, req Request) (*Issued, error) {
 		lintDER []byte
 		err     error
 	)
+	approved := req.Approve == nil
 	for attempt := 1; ; attempt++ {
 		// 2. Serial.
 		serial, err := issuance.NewSerial(c.cfg.rand)
@@ -191,6 +198,12 @@ func (c *CA) Issue(ctx context.Context, req Request) (*Issued, error) {
 		lintDER, tok, err = c.issuer.Prepare(p, req.Request, serial, now)
 		if err != nil {
 			return nil, err
+		}
+		if !approved {
+			if err := req.Approve(ctx); err != nil {
+				return nil, err
+			}
+			approved = true
 		}
 		// 4. Record the intent before the real signature.
 		err = c.store.ReserveSerial(ctx, &certdb.Reservation{

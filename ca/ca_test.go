@@ -18,6 +18,7 @@ import (
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb"
 	"github.com/certctl/certctl/certdb/sqlite"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
 )
@@ -75,55 +76,9 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	now := time.Now()
-	rootKey, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := issuance.NewSerial(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootDER, err := issuance.SelfSignRoot(rootKey, issuance.RootConfig{CommonName: "Test Root", Validity: 10 * 365 * 24 * time.Hour, MaxPathLen: 1}, serial, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootIss, err := issuance.NewIssuer(root, rootKey, issuance.IssuerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	profiles := map[string]*issuance.Profile{}
-	for name, pc := range issuance.DefaultProfiles() {
-		p, err := issuance.NewProfile(name, pc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		profiles[name] = p
-	}
-	interKey, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &recordingStore{}
-	rootCA, err := ca.New(rootIss, nil, map[string]*issuance.Profile{"intermediate": profiles["intermediate"]}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := &issuance.Request{PublicKey: interKey.Public()}
-	req.Subject.CommonName = "Test Intermediate"
-	inter, err := rootCA.Issue(context.Background(), ca.Request{Profile: "intermediate", Request: req, Requester: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := issuance.NewIssuer(inter.Certificate, interKey, issuance.IssuerConfig{OCSPServers: []string{"http://ocsp.test.internal"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{root: root, inter: inter.Certificate, issuer: iss, interKey: interKey, profiles: profiles}
+	h := catest.NewHierarchy(t, catest.Options{Store: &recordingStore{}, Requester: "test"})
+	iss := h.Issuer(t, issuance.IssuerConfig{OCSPServers: []string{"http://ocsp.test.internal"}})
+	return &fixture{root: h.Root, inter: h.Intermediate, issuer: iss, interKey: h.IntermediateKey, profiles: catest.Profiles(t)}
 }
 
 func (f *fixture) newCA(t *testing.T, st ca.Store, opts ...ca.Option) *ca.CA {
@@ -302,6 +257,46 @@ func TestIssueRetriesSerialCollision(t *testing.T) {
 	}
 	if st.added[0].Serial.Cmp(got.Serial) != 0 {
 		t.Fatal("stored serial differs")
+	}
+}
+
+// Approve runs once, after the policy check and before anything is recorded
+// (also when a serial collision makes Issue prepare again); its error ends
+// the issuance untouched; a request the policy refuses never reaches it.
+func TestIssueApprove(t *testing.T) {
+	f := newFixture(t)
+	denied := errors.New("token already used")
+	tests := []struct {
+		name      string
+		store     *recordingStore
+		names     []string
+		approve   error
+		wantCalls []string // store calls, with "approve" where Approve ran
+		wantErr   error
+		wantOK    bool
+	}{
+		{"approved", &recordingStore{}, []string{"a.test.internal"}, nil, []string{"approve", "reserve", "add"}, nil, true},
+		{"approved once despite a serial collision", &recordingStore{reserveErrs: []error{certdb.ErrDuplicate}}, []string{"a.test.internal"}, nil, []string{"approve", "reserve", "reserve", "add"}, nil, true},
+		{"not approved", &recordingStore{}, []string{"a.test.internal"}, denied, []string{"approve"}, denied, false},
+		{"refused by policy: never asked", &recordingStore{}, []string{"www.example.com"}, nil, nil, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			approve := func(context.Context) error {
+				tt.store.calls = append(tt.store.calls, "approve")
+				return tt.approve
+			}
+			got, err := f.newCA(t, tt.store).Issue(context.Background(), ca.Request{Profile: "server", Request: serverRequest(t, tt.names...), Approve: approve})
+			if tt.wantOK != (err == nil && got != nil) {
+				t.Fatalf("Issue() = %v, %v; want success %v", got, err, tt.wantOK)
+			}
+			if tt.wantErr != nil && err != tt.wantErr {
+				t.Fatalf("Issue() error = %v, want Approve's error unchanged", err)
+			}
+			if !equal(tt.store.calls, tt.wantCalls) {
+				t.Fatalf("calls = %v, want %v", tt.store.calls, tt.wantCalls)
+			}
+		})
 	}
 }
 

@@ -74,9 +74,6 @@ func (b *cfsslBackend) Sign(ctx context.Context, c cfsslapi.Caller, r *cfsslapi.
 			b.s.audit(ctx, p.actor, "issue", "", "denied", err.Error())
 			return nil, toCFSSL(err)
 		}
-		if err := b.s.useToken(ctx, p, r.Profile); err != nil {
-			return nil, toCFSSL(err)
-		}
 	}
 	issued, err := b.s.issue(ctx, p, r.Profile, req)
 	if err != nil {

@@ -331,9 +331,6 @@ func (s *Server) handleIssue(w http.ResponseWriter, r *http.Request) error {
 		s.audit(r.Context(), p.actor, "issue", "", "denied", err.Error())
 		return err
 	}
-	if err := s.useToken(r.Context(), p, in.Profile); err != nil {
-		return err
-	}
 	issued, err := s.issue(r.Context(), p, in.Profile, req)
 	if err != nil {
 		return err
@@ -342,9 +339,10 @@ func (s *Server) handleIssue(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// useToken records a token's use. A single-use token is consumed before
-// signing, so that two concurrent requests (in any process) cannot both use
-// it; that consumption is audited. A multi-use token's last-use time is
+// useToken records a token's use. A single-use token is consumed after the
+// request passed the profile's policy and lint (a refused request leaves it
+// usable) and before signing, so that two concurrent requests (in any
+// process) cannot both use it; that consumption is audited. A multi-use token's last-use time is
 // written at most once per tokenUseInterval: every use is already in the
 // audit trail (the issuance event's actor is the token), and a write per
 // request would serialise all of a token's requests on one row.
@@ -374,10 +372,13 @@ func (s *Server) useToken(ctx context.Context, p *principal, profile string) err
 // tokenUseInterval bounds how often a multi-use token's last use is written.
 const tokenUseInterval = time.Minute
 
-// issue runs the CA with metrics and audit.
+// issue runs the CA with metrics and audit. The caller's token is used
+// (a single-use one consumed) once the request has passed the profile's policy
+// and lint, through ca.Request.Approve.
 func (s *Server) issue(ctx context.Context, p *principal, profile string, req *issuance.Request) (*ca.Issued, error) {
 	start := time.Now()
-	issued, err := s.auth.Issue(ctx, ca.Request{Profile: profile, Request: req, Requester: p.actor})
+	issued, err := s.auth.Issue(ctx, ca.Request{Profile: profile, Request: req, Requester: p.actor,
+		Approve: func(ctx context.Context) error { return s.useToken(ctx, p, profile) }})
 	outcome := "ok"
 	if err != nil {
 		outcome = classify(err).Code

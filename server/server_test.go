@@ -337,6 +337,28 @@ func TestSingleUseTokenRace(t *testing.T) {
 	}
 }
 
+// A single-use token is consumed only by a request the profile accepts: a
+// refused request (here a name the token allows but the server profile does
+// not) leaves it usable, and it then works exactly once.
+func TestSingleUseTokenSurvivesRefusedRequest(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	tok := e.token(func(tk *certdb.Token) {
+		tk.SingleUse = true
+		tk.Names = []string{"*.svc.internal", "*.example.com"}
+	})
+	refused := server.IssueRequest{CSR: csrPEM(t, mustKey(t), "www.example.com", "www.example.com"), Profile: "server"}
+	if r := e.do(t, nil, "POST", "/v1/certificates", tok, refused); r.status != 400 || !strings.Contains(string(r.body), server.CodePolicy) {
+		t.Fatalf("request outside the profile: %d %s, want 400 %s", r.status, r.body, server.CodePolicy)
+	}
+	good := server.IssueRequest{CSR: csrPEM(t, mustKey(t), "a.svc.internal", "a.svc.internal"), Profile: "server"}
+	if r := e.do(t, nil, "POST", "/v1/certificates", tok, good); r.status != 201 {
+		t.Fatalf("the refused request used up the token: %d %s", r.status, r.body)
+	}
+	if r := e.do(t, nil, "POST", "/v1/certificates", tok, good); r.status != 401 {
+		t.Fatalf("second use of a single-use token: %d %s, want 401", r.status, r.body)
+	}
+}
+
 func TestRevokeListGet(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	admin := e.token(func(tk *certdb.Token) { tk.Admin = true })

@@ -10,6 +10,7 @@ import (
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb"
 	"github.com/certctl/certctl/certdb/postgres"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/internal/pkitest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
@@ -56,16 +57,7 @@ func BenchmarkIssueCT(b *testing.B) {
 		b.Run("store="+store, func(b *testing.B) {
 			var st ca.Store = discardSCTStore{}
 			if store == "postgres" {
-				ctx := context.Background()
-				pst, err := postgres.Open(ctx, postgresCluster(b).NewDatabase(b), postgres.WithMaxConns(16))
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { pst.Close() })
-				if err := pst.Migrate(ctx); err != nil {
-					b.Fatal(err)
-				}
-				st = pst
+				st = catest.PostgresStore(b, postgresCluster(b).NewDatabase(b), postgres.WithMaxConns(16))
 			}
 			base := newCA(b, st, keys.ECDSAP256)
 			roots := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: base.Chain()[0]})

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"sync"
@@ -16,8 +15,8 @@ import (
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/certctl/certctl/ca"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/internal/pkitest"
-	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
 	"github.com/certctl/certctl/keys/pkcs11"
 )
@@ -231,56 +230,5 @@ func BenchmarkHSMIssue(b *testing.B) {
 // HSM key); the root is made in memory and signs the intermediate.
 func newCAWithKey(b *testing.B, interKey crypto.Signer) *ca.CA {
 	b.Helper()
-	rootKey, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		b.Fatal(err)
-	}
-	serial, err := issuance.NewSerial(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rootDER, err := issuance.SelfSignRoot(rootKey, issuance.RootConfig{CommonName: "Bench Root", Validity: 10 * 365 * 24 * time.Hour, MaxPathLen: 1}, serial, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rootIss, err := issuance.NewIssuer(root, rootKey, issuance.IssuerConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defaults := issuance.DefaultProfiles()
-	interProfile, err := issuance.NewProfile("intermediate", defaults["intermediate"])
-	if err != nil {
-		b.Fatal(err)
-	}
-	rootCA, err := ca.New(rootIss, nil, map[string]*issuance.Profile{"intermediate": interProfile}, discardStore{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := &issuance.Request{PublicKey: interKey.Public()}
-	req.Subject.CommonName = "Bench Intermediate"
-	inter, err := rootCA.Issue(context.Background(), ca.Request{Profile: "intermediate", Request: req})
-	if err != nil {
-		b.Fatal(err)
-	}
-	iss, err := issuance.NewIssuer(inter.Certificate, interKey, issuance.IssuerConfig{
-		OCSPServers:           []string{"http://127.0.0.1:8080/ocsp"},
-		IssuingCertificateURL: []string{"http://127.0.0.1:8080/ca.crt"},
-		CRLDistributionPoints: []string{"http://127.0.0.1:8080/crl"},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	server, err := issuance.NewProfile("server", defaults["server"])
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := ca.New(iss, [][]byte{inter.DER}, map[string]*issuance.Profile{"server": server}, discardStore{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c
+	return newCAOver(b, discardStore{}, catest.NewHierarchy(b, catest.Options{Name: "Bench", IntermediateKey: interKey}))
 }

@@ -5,11 +5,8 @@ package bench
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
-	"crypto/x509"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -18,7 +15,7 @@ import (
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb"
 	"github.com/certctl/certctl/certdb/postgres"
-	"github.com/certctl/certctl/certdb/sqlite"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/internal/pkitest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
@@ -60,56 +57,18 @@ func (discardStore) AddCertificate(context.Context, *certdb.Certificate) error {
 // newCA builds a root and an intermediate in memory and a CA over st.
 func newCA(b *testing.B, st ca.Store, kt keys.KeyType) *ca.CA {
 	b.Helper()
-	now := time.Now()
-	rootKey, err := keys.Generate(kt)
-	if err != nil {
-		b.Fatal(err)
-	}
-	serial, err := issuance.NewSerial(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rootDER, err := issuance.SelfSignRoot(rootKey, issuance.RootConfig{CommonName: "Bench Root", Validity: 10 * 365 * 24 * time.Hour, MaxPathLen: 1}, serial, now)
-	if err != nil {
-		b.Fatal(err)
-	}
-	root, _ := x509.ParseCertificate(rootDER)
-	rootIss, err := issuance.NewIssuer(root, rootKey, issuance.IssuerConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defaults := issuance.DefaultProfiles()
-	interProfile, err := issuance.NewProfile("intermediate", defaults["intermediate"])
-	if err != nil {
-		b.Fatal(err)
-	}
-	interKey, err := keys.Generate(kt)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rootCA, err := ca.New(rootIss, nil, map[string]*issuance.Profile{"intermediate": interProfile}, discardStore{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := &issuance.Request{PublicKey: interKey.Public()}
-	req.Subject.CommonName = "Bench Intermediate"
-	inter, err := rootCA.Issue(context.Background(), ca.Request{Profile: "intermediate", Request: req})
-	if err != nil {
-		b.Fatal(err)
-	}
-	iss, err := issuance.NewIssuer(inter.Certificate, interKey, issuance.IssuerConfig{
+	return newCAOver(b, st, catest.NewHierarchy(b, catest.Options{Name: "Bench", KeyType: kt}))
+}
+
+// newCAOver is a CA issuing "server" certificates from h's intermediate into st.
+func newCAOver(b *testing.B, st ca.Store, h *catest.Hierarchy) *ca.CA {
+	b.Helper()
+	iss := h.Issuer(b, issuance.IssuerConfig{
 		OCSPServers:           []string{"http://127.0.0.1:8080/ocsp"},
 		IssuingCertificateURL: []string{"http://127.0.0.1:8080/ca.crt"},
 		CRLDistributionPoints: []string{"http://127.0.0.1:8080/crl"},
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	server, err := issuance.NewProfile("server", defaults["server"])
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := ca.New(iss, [][]byte{inter.DER}, map[string]*issuance.Profile{"server": server}, st)
+	c, err := ca.New(iss, h.Chain(), catest.Profiles(b, "server"), st)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -133,6 +92,14 @@ func benchIssue(b *testing.B, c *ca.CA, conc int) {
 		_, err := c.Issue(ctx, ca.Request{Profile: "server", Request: req, Requester: "bench"})
 		return err
 	}
+	runConcurrent(b, conc, "certs/s", func(i int) error { return issueOne(leafKey.Public(), i) })
+}
+
+// runConcurrent calls op(i) for i in [0, b.N) on conc goroutines, timing
+// from here; it stops at the first error and fails b with it. It reports
+// b.N per second as unit, and the p50 and p99 latency of op.
+func runConcurrent(b *testing.B, conc int, unit string, op func(i int) error) {
+	b.Helper()
 	lat := make([][]time.Duration, conc)
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -140,18 +107,16 @@ func benchIssue(b *testing.B, c *ca.CA, conc int) {
 	b.ResetTimer()
 	start := time.Now()
 	for w := range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range next {
 				t0 := time.Now()
-				if err := issueOne(leafKey.Public(), i); err != nil {
+				if err := op(i); err != nil {
 					errs <- err
 					return
 				}
 				lat[w] = append(lat[w], time.Since(t0))
 			}
-		}()
+		})
 	}
 	for i := 0; i < b.N; i++ {
 		select {
@@ -173,7 +138,7 @@ func benchIssue(b *testing.B, c *ca.CA, conc int) {
 	}
 	all := slices.Concat(lat...)
 	slices.Sort(all)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "certs/s")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), unit)
 	b.ReportMetric(float64(percentile(all, 0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(percentile(all, 0.99).Microseconds())/1000, "p99-ms")
 }
@@ -195,28 +160,11 @@ func BenchmarkIssue(b *testing.B) {
 			benchIssue(b, newCA(b, discardStore{}, keys.ECDSAP256), conc)
 		})
 		b.Run(fmt.Sprintf("store=postgres/conc=%d", conc), func(b *testing.B) {
-			dsn := postgresCluster(b).NewDatabase(b)
-			ctx := context.Background()
-			st, err := postgres.Open(ctx, dsn, postgres.WithMaxConns(16))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer st.Close()
-			if err := st.Migrate(ctx); err != nil {
-				b.Fatal(err)
-			}
+			st := catest.PostgresStore(b, postgresCluster(b).NewDatabase(b), postgres.WithMaxConns(16))
 			benchIssue(b, newCA(b, st, keys.ECDSAP256), conc)
 		})
 		b.Run(fmt.Sprintf("store=sqlite/conc=%d", conc), func(b *testing.B) {
-			ctx := context.Background()
-			st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer st.Close()
-			if err := st.Migrate(ctx); err != nil {
-				b.Fatal(err)
-			}
+			st := catest.SQLiteStore(b)
 			benchIssue(b, newCA(b, st, keys.ECDSAP256), conc)
 		})
 	}

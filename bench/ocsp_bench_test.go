@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -235,45 +234,5 @@ func benchOCSP(b *testing.B, url, method string, reqs [][]byte) {
 			b.Fatal(err)
 		}
 	}
-	lat := make([][]time.Duration, ocspConc)
-	next := make(chan int)
-	errs := make(chan error, ocspConc)
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
-	for w := range ocspConc {
-		wg.Go(func() {
-			for i := range next {
-				t0 := time.Now()
-				if err := do(reqs[i%len(reqs)]); err != nil {
-					errs <- err
-					return
-				}
-				lat[w] = append(lat[w], time.Since(t0))
-			}
-		})
-	}
-	for i := 0; i < b.N; i++ {
-		select {
-		case next <- i:
-		case err := <-errs:
-			close(next)
-			wg.Wait()
-			b.Fatal(err)
-		}
-	}
-	close(next)
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	select {
-	case err := <-errs:
-		b.Fatal(err)
-	default:
-	}
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "responses/s")
-	b.ReportMetric(float64(percentile(all, 0.50).Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(percentile(all, 0.99).Microseconds())/1000, "p99-ms")
+	runConcurrent(b, ocspConc, "responses/s", func(i int) error { return do(reqs[i%len(reqs)]) })
 }

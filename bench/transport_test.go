@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb/sqlite"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
 	"github.com/certctl/certctl/server"
@@ -36,47 +36,16 @@ type trCA struct {
 func newTrCA(b *testing.B) *trCA {
 	b.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "ca.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
-	profiles := map[string]*issuance.Profile{}
-	for name, pc := range issuance.DefaultProfiles() {
-		p, err := issuance.NewProfile(name, pc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		profiles[name] = p
-	}
-	key := func() crypto.Signer {
-		k, err := keys.Generate(keys.ECDSAP256)
-		must(b, err)
-		return k
-	}
-	rootKey := key()
-	root, err := ca.CreateRoot(ctx, st, rootKey, issuance.RootConfig{CommonName: "Bench Root", Validity: 10 * 365 * 24 * time.Hour, MaxPathLen: 1}, "bench", time.Now(), nil)
+	st := catest.SQLiteStore(b)
+	h := catest.NewHierarchy(b, catest.Options{Name: "Bench", Store: st, RecordRoot: true, RootRequester: "bench"})
+	root := h.Root
+	iss := h.Issuer(b, issuance.IssuerConfig{})
+	leafCA, err := ca.New(iss, h.Chain(), catest.Profiles(b), st)
 	must(b, err)
-	rootIss, err := issuance.NewIssuer(root, rootKey, issuance.IssuerConfig{})
-	must(b, err)
-	rootCA, err := ca.New(rootIss, nil, map[string]*issuance.Profile{"intermediate": profiles["intermediate"]}, st)
-	must(b, err)
-	interKey := key()
-	ireq := &issuance.Request{PublicKey: interKey.Public()}
-	ireq.Subject.CommonName = "Bench Intermediate"
-	inter, err := rootCA.Issue(ctx, ca.Request{Profile: "intermediate", Request: ireq})
-	must(b, err)
-	iss, err := issuance.NewIssuer(inter.Certificate, interKey, issuance.IssuerConfig{})
-	must(b, err)
-	leafCA, err := ca.New(iss, [][]byte{inter.DER}, profiles, st)
-	must(b, err)
-	srv, err := server.New(leafCA, st, server.Config{Chain: [][]byte{inter.DER}, Roots: []*x509.Certificate{root}})
+	srv, err := server.New(leafCA, st, server.Config{Chain: h.Chain(), Roots: []*x509.Certificate{root}})
 	must(b, err)
 
-	tlsKey := key()
+	tlsKey := catest.Key(b, keys.ECDSAP256)
 	treq := &issuance.Request{PublicKey: tlsKey.Public()}
 	must(b, treq.AddNames("127.0.0.1"))
 	tlsCert, err := leafCA.Issue(ctx, ca.Request{Profile: "server", Request: treq, Requester: "bench"})

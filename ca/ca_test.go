@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/big"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb"
-	"github.com/certctl/certctl/certdb/sqlite"
 	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
@@ -346,14 +343,7 @@ func TestSerialsAreRandomAndValid(t *testing.T) {
 func TestCAWithSQLite(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ca.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := catest.SQLiteStore(t)
 	now := time.Now()
 	c := f.newCA(t, st, ca.WithClock(func() time.Time { return now }))
 	got, err := c.Issue(ctx, ca.Request{Profile: "server", Request: serverRequest(t, "a.test.internal"), Requester: "bob"})

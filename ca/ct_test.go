@@ -8,7 +8,6 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/certctl/certctl/certdb"
 	"github.com/certctl/certctl/certdb/sqlite"
 	"github.com/certctl/certctl/ct"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/internal/pkitest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
@@ -34,15 +34,7 @@ func hasExt(c *x509.Certificate, oid asn1.ObjectIdentifier) bool {
 
 func openSQLite(t *testing.T) *sqlite.Store {
 	t.Helper()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "ca.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return catest.SQLiteStore(t)
 }
 
 // ctCA returns a CA whose "server" profile submits to logs under cfg.

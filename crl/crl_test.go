@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -29,8 +28,8 @@ import (
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb"
 	"github.com/certctl/certctl/certdb/postgres"
-	"github.com/certctl/certctl/certdb/sqlite"
 	"github.com/certctl/certctl/crl"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/internal/pkitest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
@@ -56,36 +55,9 @@ var stores = []struct {
 	name string
 	open func(t *testing.T) fullStore
 }{
-	{"sqlite", func(t *testing.T) fullStore {
-		t.Helper()
-		st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "certs.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		if err := st.Migrate(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}},
-	{"postgres", func(t *testing.T) fullStore {
-		t.Helper()
-		st, err := postgres.Open(t.Context(), pg.NewDatabase(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		if err := st.Migrate(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}},
+	{"sqlite", func(t *testing.T) fullStore { return catest.SQLiteStore(t) }},
+	{"postgres", func(t *testing.T) fullStore { return catest.PostgresStore(t, pg.NewDatabase(t)) }},
 }
-
-type discardStore struct{}
-
-func (discardStore) ReserveSerial(context.Context, *certdb.Reservation) error  { return nil }
-func (discardStore) AddCertificate(context.Context, *certdb.Certificate) error { return nil }
 
 // fixture is a root, an intermediate (path length 0) whose issuer has the
 // given number of shards, and a CA issuing from it into st.
@@ -102,63 +74,17 @@ const crlBase = "http://127.0.0.1:8080/crl"
 
 func newFixture(t *testing.T, st fullStore, shards int) *fixture {
 	t.Helper()
-	now := time.Now()
-	rootKey, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := issuance.NewSerial(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootDER, err := issuance.SelfSignRoot(rootKey, issuance.RootConfig{CommonName: "CRL Test Root", Validity: 10 * 365 * 24 * time.Hour, MaxPathLen: 1}, serial, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootIss, err := issuance.NewIssuer(root, rootKey, issuance.IssuerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defaults := issuance.DefaultProfiles()
-	interProfile, err := issuance.NewProfile("intermediate", defaults["intermediate"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootCA, err := ca.New(rootIss, nil, map[string]*issuance.Profile{"intermediate": interProfile}, discardStore{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	interKey, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := &issuance.Request{PublicKey: interKey.Public()}
-	req.Subject.CommonName = "CRL Test Intermediate"
-	inter, err := rootCA.Issue(t.Context(), ca.Request{Profile: "intermediate", Request: req})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := catest.NewHierarchy(t, catest.Options{Name: "CRL Test"})
 	cdp := crlBase
 	if shards > 1 {
 		cdp = crlBase + "/{shard}"
 	}
-	iss, err := issuance.NewIssuer(inter.Certificate, interKey, issuance.IssuerConfig{CRLShards: shards, CRLDistributionPoints: []string{cdp}})
+	iss := h.Issuer(t, issuance.IssuerConfig{CRLShards: shards, CRLDistributionPoints: []string{cdp}})
+	c, err := ca.New(iss, h.Chain(), catest.Profiles(t, "server"), st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err := issuance.NewProfile("server", defaults["server"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.New(iss, [][]byte{inter.DER}, map[string]*issuance.Profile{"server": server}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{root: root, inter: inter.Certificate, interKey: interKey, iss: iss, ca: c, st: st, dir: t.TempDir()}
+	return &fixture{root: h.Root, inter: h.Intermediate, interKey: h.IntermediateKey, iss: iss, ca: c, st: st, dir: t.TempDir()}
 }
 
 func (f *fixture) issue(t *testing.T, name string) *ca.Issued {

@@ -17,6 +17,7 @@ import (
 	ctx509 "github.com/google/certificate-transparency-go/x509"
 
 	"github.com/certctl/certctl/ct"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/internal/pkitest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
@@ -31,50 +32,9 @@ type testCA struct {
 
 func newTestCA(t testing.TB) *testCA {
 	t.Helper()
-	now := time.Now()
-	rootKey, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootDER, err := issuance.SelfSignRoot(rootKey, issuance.RootConfig{CommonName: "CT Test Root", Validity: 10 * 365 * 24 * time.Hour, MaxPathLen: 1}, mustSerial(t), now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootIss, err := issuance.NewIssuer(root, rootKey, issuance.IssuerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	interKey, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip, err := issuance.NewProfile("intermediate", issuance.DefaultProfiles()["intermediate"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := &issuance.Request{PublicKey: interKey.Public()}
-	req.Subject.CommonName = "CT Test Intermediate"
-	_, tok, err := rootIss.Prepare(ip, req, mustSerial(t), now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	interDER, err := rootIss.Issue(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inter, err := x509.ParseCertificate(interDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := issuance.NewIssuer(inter, interKey, issuance.IssuerConfig{OCSPServers: []string{"http://ocsp.pki.internal"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{issuer: iss, interPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: interDER})}
+	h := catest.NewHierarchy(t, catest.Options{Name: "CT Test"})
+	iss := h.Issuer(t, issuance.IssuerConfig{OCSPServers: []string{"http://ocsp.pki.internal"}})
+	return &testCA{issuer: iss, interPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.Intermediate.Raw})}
 }
 
 func mustSerial(t testing.TB) *big.Int {

@@ -5,17 +5,16 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"math/big"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/internal/pkitest"
 	"github.com/certctl/certctl/keys"
 )
 
@@ -145,19 +144,6 @@ func newChain(t testing.TB, rootType, interType keys.KeyType, keyIdx int) *testC
 	return c
 }
 
-func writePEM(t testing.TB, dir, name string, certs ...*x509.Certificate) string {
-	t.Helper()
-	var b []byte
-	for _, c := range certs {
-		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 const opensslPath = "/usr/bin/openssl"
 
 // opensslVerify runs `openssl verify -x509_strict` on leaf with the given
@@ -169,14 +155,14 @@ func opensslVerify(t testing.TB, roots, intermediates []*x509.Certificate, leaf 
 		t.Fatalf("openssl is required for interop tests: %v", err)
 	}
 	dir := t.TempDir()
-	args := []string{"verify", "-x509_strict", "-CAfile", writePEM(t, dir, "roots.pem", roots...)}
+	args := []string{"verify", "-x509_strict", "-CAfile", pkitest.WriteCertsPEM(t, dir, "roots.pem", roots...)}
 	if len(intermediates) > 0 {
-		args = append(args, "-untrusted", writePEM(t, dir, "inter.pem", intermediates...))
+		args = append(args, "-untrusted", pkitest.WriteCertsPEM(t, dir, "inter.pem", intermediates...))
 	}
 	if purpose != "" {
 		args = append(args, "-purpose", purpose)
 	}
-	args = append(args, writePEM(t, dir, "leaf.pem", leaf))
+	args = append(args, pkitest.WriteCertsPEM(t, dir, "leaf.pem", leaf))
 	out, err := exec.Command(opensslPath, args...).CombinedOutput()
 	if err != nil {
 		return errors.New(strings.TrimSpace(string(out)))

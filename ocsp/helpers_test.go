@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
 )
@@ -286,52 +286,13 @@ var keyCache sync.Map // keys.KeyType -> crypto.Signer: reuse keys across tests
 
 func newPKI(t testing.TB, st caStore, clock *fakeClock) *testPKI {
 	t.Helper()
-	now := clock.Now()
-	rootKey, err := keys.Generate(keys.ECDSAP256)
+	h := catest.NewHierarchy(t, catest.Options{Name: "OCSP Test", Now: clock.Now().Add(-time.Hour), Store: st, Requester: "test"})
+	iss := h.Issuer(t, issuance.IssuerConfig{OCSPServers: []string{"http://127.0.0.1/ocsp"}})
+	c, err := ca.New(iss, h.Chain(), catest.Profiles(t, "server", "ocsp"), st, ca.WithClock(clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
-	serial, _ := issuance.NewSerial(rand.Reader)
-	rootDER, err := issuance.SelfSignRoot(rootKey, issuance.RootConfig{CommonName: "OCSP Test Root", Validity: 10 * 365 * 24 * time.Hour, MaxPathLen: 1}, serial, now.Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := x509.ParseCertificate(rootDER)
-	rootIss, err := issuance.NewIssuer(root, rootKey, issuance.IssuerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defaults := issuance.DefaultProfiles()
-	profile := func(name string) *issuance.Profile {
-		p, err := issuance.NewProfile(name, defaults[name])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	rootCA, err := ca.New(rootIss, nil, map[string]*issuance.Profile{"intermediate": profile("intermediate")}, st, ca.WithClock(func() time.Time { return now.Add(-time.Hour) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	interKey, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := &issuance.Request{PublicKey: interKey.Public()}
-	req.Subject.CommonName = "OCSP Test Intermediate"
-	inter, err := rootCA.Issue(context.Background(), ca.Request{Profile: "intermediate", Request: req, Requester: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := issuance.NewIssuer(inter.Certificate, interKey, issuance.IssuerConfig{OCSPServers: []string{"http://127.0.0.1/ocsp"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.New(iss, [][]byte{inter.DER}, map[string]*issuance.Profile{"server": profile("server"), "ocsp": profile("ocsp")}, st, ca.WithClock(clock.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testPKI{root: root, inter: inter.Certificate, ca: c, clock: clock, store: st}
+	return &testPKI{root: h.Root, inter: h.Intermediate, ca: c, clock: clock, store: st}
 }
 
 // issueFunc issues responder certificates through the CA.
@@ -434,21 +395,3 @@ func statusName(s int) string {
 }
 
 var _ http.Handler = (*Responder)(nil)
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers (log output).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

@@ -6,13 +6,11 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -23,8 +21,7 @@ import (
 	xocsp "golang.org/x/crypto/ocsp"
 
 	"github.com/certctl/certctl/certdb"
-	"github.com/certctl/certctl/certdb/postgres"
-	"github.com/certctl/certctl/certdb/sqlite"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/internal/pkitest"
 )
 
@@ -40,46 +37,17 @@ type storeCase struct {
 func storeCases() []storeCase {
 	return []storeCase{
 		{"sqlite", func(t *testing.T) (caStore, func() error) {
-			ctx := context.Background()
-			st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "certdb.sqlite"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			if err := st.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			st := catest.SQLiteStore(t)
 			return st, st.Close
 		}},
 		{"postgres", func(t *testing.T) (caStore, func() error) {
-			ctx := context.Background()
-			st, err := postgres.Open(ctx, pg.NewDatabase(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			if err := st.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
+			st := catest.PostgresStore(t, pg.NewDatabase(t))
 			return st, st.Close
 		}},
 	}
 }
 
 const opensslPath = "/usr/bin/openssl"
-
-func writePEM(t *testing.T, dir, name string, certs ...*x509.Certificate) string {
-	t.Helper()
-	var b []byte
-	for _, c := range certs {
-		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // opensslOCSP runs `openssl ocsp` against url and returns its combined
 // output. openssl is required: a missing binary fails the test.
@@ -130,9 +98,9 @@ func TestIntegration(t *testing.T) {
 				t.Fatal(err)
 			}
 			dir := t.TempDir()
-			issuerPEM := writePEM(t, dir, "issuer.pem", pki.inter)
-			rootPEM := writePEM(t, dir, "root.pem", pki.root)
-			leafPEM := writePEM(t, dir, "leaf.pem", leaf.Certificate)
+			issuerPEM := pkitest.WriteCertsPEM(t, dir, "issuer.pem", pki.inter)
+			rootPEM := pkitest.WriteCertsPEM(t, dir, "root.pem", pki.root)
+			leafPEM := pkitest.WriteCertsPEM(t, dir, "leaf.pem", leaf.Certificate)
 			url := srv.URL + "/ocsp"
 			query := func(extra ...string) string {
 				// Options such as -sha256 must come before -cert.
@@ -182,7 +150,7 @@ func TestIntegration(t *testing.T) {
 			// A foreign certificate (another CA): unauthorized.
 			other := newPKI(t, newFakeStore(), realClock())
 			foreign := other.leaf(t, "foreign.test.internal")
-			out = opensslOCSP(t, "-issuer", writePEM(t, dir, "other.pem", other.inter), "-cert", writePEM(t, dir, "foreign.pem", foreign.Certificate), "-url", url, "-resp_text")
+			out = opensslOCSP(t, "-issuer", pkitest.WriteCertsPEM(t, dir, "other.pem", other.inter), "-cert", pkitest.WriteCertsPEM(t, dir, "foreign.pem", foreign.Certificate), "-url", url, "-resp_text")
 			if !strings.Contains(out, "Responder Error: unauthorized (6)") {
 				t.Errorf("foreign certificate: want unauthorized:\n%s", out)
 			}

@@ -19,6 +19,7 @@ import (
 	xocsp "golang.org/x/crypto/ocsp"
 
 	"github.com/certctl/certctl/certdb"
+	"github.com/certctl/certctl/internal/pkitest"
 	"github.com/certctl/certctl/issuance"
 )
 
@@ -272,7 +273,7 @@ func TestRunLeaderAndRevocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs pkitest.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	pa, err := NewPresigner(pki.inter, a, sa, Config{}, WithPresignerClock(clock.Now), WithLocker(st), WithNotifier(st), WithPresignerLogger(log))
 	if err != nil {
@@ -344,7 +345,7 @@ func TestRunRetriesAfterStoreErrors(t *testing.T) {
 	clock := newClock(time.Now().Truncate(time.Second))
 	st := newFakeStore()
 	pki := newPKI(t, st, clock)
-	var logs syncBuffer
+	var logs pkitest.SyncBuffer
 	_, pre := pki.service(t, Config{}, WithPresignerLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	leaf := pki.leaf(t, "retry.test.internal")
 	st.fail.Store(true)

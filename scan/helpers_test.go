@@ -27,6 +27,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/certctl/certctl/internal/pkitest"
 )
 
 // testCA is a CA made by the tests with crypto/x509.
@@ -59,22 +61,14 @@ func rsaKey(t testing.TB, bits int) crypto.Signer {
 
 func newRootCA(t testing.TB, cn string) *testCA {
 	t.Helper()
-	key := ecKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          nextSerial(),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-365 * 24 * time.Hour),
-		NotAfter:              time.Now().Add(365 * 24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &testCA{cert: c, key: key}
+	ca := pkitest.NewCA(t, &x509.Certificate{
+		SerialNumber: nextSerial(),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-365 * 24 * time.Hour),
+		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	})
+	return &testCA{cert: ca.Cert, key: ca.Key}
 }
 
 func (ca *testCA) intermediate(t testing.TB, cn string) *testCA {
@@ -83,22 +77,14 @@ func (ca *testCA) intermediate(t testing.TB, cn string) *testCA {
 
 func (ca *testCA) intermediateValid(t testing.TB, cn string, notBefore, notAfter time.Time) *testCA {
 	t.Helper()
-	key := ecKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          nextSerial(),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &testCA{cert: c, key: key}
+	inter := (&pkitest.CA{Cert: ca.cert, Key: ca.key}).NewIntermediate(t, &x509.Certificate{
+		SerialNumber: nextSerial(),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	})
+	return &testCA{cert: inter.Cert, key: inter.Key}
 }
 
 func (ca *testCA) pool() *x509.CertPool {
@@ -167,14 +153,6 @@ func (ca *testCA) issue(t testing.TB, s leafSpec) (*x509.Certificate, crypto.Sig
 	return c, s.key
 }
 
-func certPEM(certs ...*x509.Certificate) []byte {
-	var b []byte
-	for _, c := range certs {
-		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return b
-}
-
 func keyPEM(t testing.TB, k crypto.Signer) []byte {
 	t.Helper()
 	der, err := x509.MarshalPKCS8PrivateKey(k)
@@ -210,10 +188,10 @@ func startOpenSSL(t *testing.T, chain []*x509.Certificate, key crypto.Signer, ex
 	t.Helper()
 	dir := t.TempDir()
 	args := []string{"s_server", "-accept", "127.0.0.1:0", "-www",
-		"-cert", writeFile(t, dir, "cert.pem", certPEM(chain[0])),
+		"-cert", writeFile(t, dir, "cert.pem", pkitest.CertsPEM(chain[0])),
 		"-key", writeFile(t, dir, "key.pem", keyPEM(t, key))}
 	if len(chain) > 1 {
-		args = append(args, "-cert_chain", writeFile(t, dir, "chain.pem", certPEM(chain[1:]...)))
+		args = append(args, "-cert_chain", writeFile(t, dir, "chain.pem", pkitest.CertsPEM(chain[1:]...)))
 	}
 	return startOpenSSLArgs(t, append(args, extra...)...)
 }

@@ -74,7 +74,7 @@ type endpoint struct {
 
 func TestScanEndpoints(t *testing.T) {
 	p := newPKI(t)
-	clientCAFile := writeFile(t, t.TempDir(), "clientca.pem", certPEM(p.clientCA.cert))
+	clientCAFile := writeFile(t, t.TempDir(), "clientca.pem", pkitest.CertsPEM(p.clientCA.cert))
 	mtlsOpts := func() []Option {
 		return []Option{WithRoots(p.root.pool()), WithClientIssuer(p.clientCA.cert, p.clientCA.key)}
 	}
@@ -553,7 +553,7 @@ func sorted(s []string) []string {
 // intermediate. crypto/x509 refuses to sign with SHA-1, so openssl does it.
 func sha1Leaf(t *testing.T, p *pki) ([]*x509.Certificate, crypto.Signer) {
 	dir := t.TempDir()
-	caCert := writeFile(t, dir, "ca.pem", certPEM(p.inter.cert))
+	caCert := writeFile(t, dir, "ca.pem", pkitest.CertsPEM(p.inter.cert))
 	caKey := writeFile(t, dir, "ca.key", keyPEM(t, p.inter.key))
 	leafKey := ecKey(t)
 	keyFile := writeFile(t, dir, "leaf.key", keyPEM(t, leafKey))
@@ -637,7 +637,7 @@ func TestScanPostgresSTARTTLS(t *testing.T) {
 	p := newPKI(t)
 	chain, key := p.leaf(t, leafSpec{key: rsaKey(t, 2048)})
 	ctx := scanCtx(t)
-	pg, err := pkitest.StartPostgresTLS(ctx, certPEM(chain...), keyPEM(t, key), certPEM(p.clientCA.cert), "")
+	pg, err := pkitest.StartPostgresTLS(ctx, pkitest.CertsPEM(chain...), keyPEM(t, key), pkitest.CertsPEM(p.clientCA.cert), "")
 	if err != nil {
 		t.Fatal(err)
 	}

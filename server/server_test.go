@@ -25,6 +25,7 @@ import (
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb"
 	"github.com/certctl/certctl/certdb/sqlite"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
 	"github.com/certctl/certctl/server"
@@ -80,47 +81,20 @@ func newEnv(t testing.TB, o envOpts) *env {
 		t.Fatal(err)
 	}
 	e.store = st
-	rootKey := mustKey(t)
-	root, err := ca.CreateRoot(ctx, st, rootKey, issuance.RootConfig{CommonName: "Test Root", Validity: 10 * 365 * 24 * time.Hour, MaxPathLen: 1}, "test", time.Now(), nil)
+	h := catest.NewHierarchy(t, catest.Options{Store: st, RecordRoot: true, RootRequester: "test"})
+	root := h.Root
+	iss := h.Issuer(t, issuance.IssuerConfig{OCSPServers: []string{"http://127.0.0.1:8080/ocsp"}})
+	profiles := catest.Profiles(t)
+	var err error
+	e.ca, err = ca.New(iss, h.Chain(), profiles, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootIss, err := issuance.NewIssuer(root, rootKey, issuance.IssuerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	profiles := map[string]*issuance.Profile{}
-	for name, pc := range issuance.DefaultProfiles() {
-		p, err := issuance.NewProfile(name, pc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		profiles[name] = p
-	}
-	rootCA, err := ca.New(rootIss, nil, map[string]*issuance.Profile{"intermediate": profiles["intermediate"]}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	interKey := mustKey(t)
-	ireq := &issuance.Request{PublicKey: interKey.Public()}
-	ireq.Subject.CommonName = "Test Intermediate"
-	inter, err := rootCA.Issue(ctx, ca.Request{Profile: "intermediate", Request: ireq})
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := issuance.NewIssuer(inter.Certificate, interKey, issuance.IssuerConfig{OCSPServers: []string{"http://127.0.0.1:8080/ocsp"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.ca, err = ca.New(iss, [][]byte{inter.DER}, profiles, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.root, e.inter, e.profiles = root, inter.Certificate, profiles
+	e.root, e.inter, e.profiles = root, h.Intermediate, profiles
 	now := time.Now()
 	e.now.Store(&now)
 	e.server, err = server.New(e.ca, st, server.Config{
-		Chain: [][]byte{inter.DER}, Roots: []*x509.Certificate{root},
+		Chain: h.Chain(), Roots: []*x509.Certificate{root},
 		AdminIdentities: o.admins, RatePerSecond: o.rate, RateBurst: o.burst, MaxBodyBytes: 16 << 10,
 		CFSSL: o.cfssl, Profiles: issuance.DefaultProfiles(),
 		Now: func() time.Time { return *e.now.Load() },

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/certctl/certctl/internal/pkitest"
 )
 
 func TestPercentile(t *testing.T) {
@@ -121,25 +124,16 @@ func TestCSRFileRoundTrip(t *testing.T) {
 // requested.
 type fakeCA struct {
 	t     *testing.T
-	key   *ecdsa.PrivateKey
+	key   crypto.Signer
 	cert  *x509.Certificate
 	mu    sync.Mutex
 	names []string
 }
 
 func newFakeCA(t *testing.T) *fakeCA {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fake"}, NotBefore: time.Now(),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &fakeCA{t: t, key: key, cert: cert}
+	ca := pkitest.NewCA(t, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fake"}, NotBefore: time.Now(),
+		NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign})
+	return &fakeCA{t: t, key: ca.Key, cert: ca.Cert}
 }
 
 // sign issues a certificate for csrPEM naming names (or wrongName instead).

@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -23,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/certctl/certctl/internal/pkitest"
 )
 
 // fixture is a CA, n leaves, and an OCSP responder (signed by the CA
@@ -38,37 +37,19 @@ type fixture struct {
 
 func newFixture(t *testing.T, n int, revokeEvery int) *fixture {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pki := pkitest.NewCA(t, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature})
+	ca, key := pki.Cert, pki.Key
 	f := &fixture{dir: t.TempDir(), revoked: map[string]bool{}, responses: map[string][]byte{}}
 	var certsPEM, revokedTxt bytes.Buffer
 	for i := range n {
 		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(1000 + i)), Subject: pkix.Name{CommonName: "leaf"},
 			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := pki.Issue(t, tmpl, key.Public())
 		f.certs = append(f.certs, c)
-		pem.Encode(&certsPEM, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+		pem.Encode(&certsPEM, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 		tpl := ocsp.Response{Status: ocsp.Good, SerialNumber: c.SerialNumber, ThisUpdate: now, NextUpdate: now.Add(time.Hour)}
 		if revokeEvery > 0 && i%revokeEvery == 0 {
 			tpl.Status, tpl.RevokedAt, tpl.RevocationReason = ocsp.Revoked, now, ocsp.KeyCompromise
@@ -87,7 +68,7 @@ func newFixture(t *testing.T, n int, revokeEvery int) *fixture {
 		}
 	}
 	write("certs.pem", certsPEM.Bytes())
-	write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
+	write("ca.pem", pki.PEM())
 	write("revoked.txt", revokedTxt.Bytes())
 	return f
 }

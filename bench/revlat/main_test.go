@@ -3,8 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -22,13 +21,15 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/certctl/certctl/internal/pkitest"
 )
 
 // fakeCA issues certificates over a certctl-like API and answers OCSP and
 // CRL requests from its state. With hideFromCRL, revocations never reach
 // the CRL.
 type fakeCA struct {
-	key         *ecdsa.PrivateKey
+	key         crypto.Signer
 	cert        *x509.Certificate
 	hideFromCRL bool
 
@@ -39,22 +40,10 @@ type fakeCA struct {
 
 func newFakeCA(t *testing.T) *fakeCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fake CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fakeCA{key: key, cert: c, next: 100, revoked: map[string]time.Time{}}
+	ca := pkitest.NewCA(t, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fake CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature})
+	return &fakeCA{key: ca.Key, cert: ca.Cert, next: 100, revoked: map[string]time.Time{}}
 }
 
 func (f *fakeCA) api() http.Handler {

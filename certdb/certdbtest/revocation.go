@@ -292,7 +292,7 @@ func testOCSPConcurrentPuts(t *testing.T, st certdb.Store, s certdb.OCSPStore) {
 		}
 		resps[i] = newResponse(c, status, now.Add(time.Duration(i)*time.Second))
 	}
-	errs := race(n, func(i int) error { return s.PutOCSPResponse(t.Context(), resps[n-1-i]) })
+	errs := Race(n, func(i int) error { return s.PutOCSPResponse(t.Context(), resps[n-1-i]) })
 	for i, err := range errs {
 		if err != nil {
 			t.Errorf("put %d: %v", i, err)
@@ -459,7 +459,7 @@ func testCRLNumbersConcurrent(t *testing.T, _ certdb.Store, s certdb.CRLStore) {
 	const goroutines, each = 16, 4
 	issuer := DefaultIssuerKeyID()
 	got := make([][]*big.Int, goroutines)
-	errs := race(goroutines, func(i int) error {
+	errs := Race(goroutines, func(i int) error {
 		for range each {
 			n, err := s.NextCRLNumber(t.Context(), issuer, 3)
 			if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -447,47 +446,10 @@ func testScanClaim(t *testing.T, s certdb.ScanStore) {
 }
 
 func testScanClaimConcurrent(t *testing.T, s certdb.ScanStore) {
-	ctx := t.Context()
 	t0 := time.Now().UTC().Truncate(time.Microsecond)
 	const schedules, claimers = 20, 8
-	for range schedules {
-		if err := s.AddScanSchedule(ctx, &certdb.ScanSchedule{Targets: []string{"svc.example.test"}, Interval: time.Hour, NextRun: t0}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var (
-		mu    sync.Mutex
-		count = map[int64]int{}
-		wg    sync.WaitGroup
-		errs  = make(chan error, claimers)
-	)
-	for range claimers {
-		wg.Go(func() {
-			got, err := s.ClaimDueSchedules(ctx, t0, time.Minute)
-			if err != nil {
-				errs <- err
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, sc := range got {
-				count[sc.ID]++
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Errorf("ClaimDueSchedules = %v", err)
-	}
-	if len(count) != schedules {
-		t.Errorf("%d schedules claimed, want %d", len(count), schedules)
-	}
-	for id, n := range count {
-		if n != 1 {
-			t.Errorf("schedule %d claimed %d times, want once", id, n)
-		}
-	}
+	AddDueSchedules(t, s, schedules, t0)
+	CheckClaimedOnce(t, slices.Repeat([]ScheduleStore{s}, claimers), t0, schedules, "")
 }
 
 func joinLines(l []string) string {

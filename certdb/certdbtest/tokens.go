@@ -357,8 +357,8 @@ func testTokenUseMulti(t *testing.T, s certdb.TokenStore) {
 	}
 }
 
-// race runs op in n goroutines released at once and returns their errors.
-func race(n int, op func(i int) error) []error {
+// Race runs op in n goroutines released at once and returns their errors.
+func Race(n int, op func(i int) error) []error {
 	errs := make([]error, n)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -373,9 +373,9 @@ func race(n int, op func(i int) error) []error {
 	return errs
 }
 
-// oneWinner checks that exactly one error is nil and every other one is
+// OneWinner checks that exactly one error is nil and every other one is
 // loser, and returns the index of the winner.
-func oneWinner(t *testing.T, what string, errs []error, loser error) int {
+func OneWinner(t *testing.T, what string, errs []error, loser error) int {
 	t.Helper()
 	winner := -1
 	for i, err := range errs {
@@ -405,8 +405,8 @@ func testTokenUseSingleRace(t *testing.T, s certdb.TokenStore) {
 			tok := NewToken(fmt.Sprintf("tok-race-%d", round))
 			tok.SingleUse = true
 			mustCreateToken(t, s, tok)
-			errs := race(n, func(i int) error { return s.UseToken(ctx, tok.ID, at(i)) })
-			winner := oneWinner(t, "UseToken", errs, certdb.ErrTokenUsed)
+			errs := Race(n, func(i int) error { return s.UseToken(ctx, tok.ID, at(i)) })
+			winner := OneWinner(t, "UseToken", errs, certdb.ErrTokenUsed)
 			want := *tok
 			want.UsedAt = at(winner)
 			checkToken(t, "after the race", mustGetToken(t, s, tok.ID), &want)
@@ -415,7 +415,7 @@ func testTokenUseSingleRace(t *testing.T, s certdb.TokenStore) {
 	t.Run("multi use", func(t *testing.T) {
 		tok := NewToken("tok-race-many")
 		mustCreateToken(t, s, tok)
-		errs := race(n, func(i int) error { return s.UseToken(ctx, tok.ID, at(i)) })
+		errs := Race(n, func(i int) error { return s.UseToken(ctx, tok.ID, at(i)) })
 		for i, err := range errs {
 			if err != nil {
 				t.Errorf("UseToken in goroutine %d: %v", i, err)
@@ -480,8 +480,8 @@ func testTokenRevokeRace(t *testing.T, s certdb.TokenStore) {
 	tok := NewToken("tok-revoke-race")
 	mustCreateToken(t, s, tok)
 	at := func(i int) time.Time { return base.Add(time.Duration(i) * time.Second) }
-	errs := race(8, func(i int) error { return s.RevokeToken(ctx, tok.ID, at(i)) })
-	winner := oneWinner(t, "RevokeToken", errs, certdb.ErrTokenRevoked)
+	errs := Race(8, func(i int) error { return s.RevokeToken(ctx, tok.ID, at(i)) })
+	winner := OneWinner(t, "RevokeToken", errs, certdb.ErrTokenRevoked)
 	want := *tok
 	want.RevokedAt = at(winner)
 	checkToken(t, "after the race", mustGetToken(t, s, tok.ID), &want)
@@ -787,7 +787,7 @@ func testAuditConcurrent(t *testing.T, s certdb.AuditStore) {
 	ctx := t.Context()
 	const writers, each = 8, 20
 	ids := make([][]int64, writers)
-	errs := race(writers, func(w int) error {
+	errs := Race(writers, func(w int) error {
 		for i := range each {
 			e := &certdb.AuditEvent{Actor: fmt.Sprintf("token:w%d", w), Action: "issue", Outcome: "ok", Detail: fmt.Sprint(i)}
 			if err := s.AppendAudit(ctx, e); err != nil {

@@ -480,30 +480,9 @@ func TestConcurrentStateChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// race has every process (store) call op once, all at the same time.
 	race := func(name string, op func(s *Store) error, loser error) {
-		errs := make([]error, n)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i, s := range stores {
-			wg.Go(func() {
-				<-start
-				errs[i] = op(s)
-			})
-		}
-		close(start)
-		wg.Wait()
-		won := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				won++
-			case !errors.Is(err, loser):
-				t.Errorf("%s in process %d: %v, want nil or %v", name, i, err, loser)
-			}
-		}
-		if won != 1 {
-			t.Errorf("%s: %d processes succeeded, want exactly 1", name, won)
-		}
+		certdbtest.OneWinner(t, name, certdbtest.Race(n, func(i int) error { return op(stores[i]) }), loser)
 	}
 	race("AddCertificate", func(s *Store) error { return s.AddCertificate(t.Context(), c) }, certdb.ErrDuplicate)
 	race("Revoke", func(s *Store) error {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -393,14 +392,6 @@ func explainGeneric(t *testing.T, s *Store, sql, args string) string {
 	return strings.Join(lines, "\n")
 }
 
-// heapInUse returns the live heap after a full collection.
-func heapInUse() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
 // A CRL of 200,000 entries streams: the live heap does not grow with the
 // number of rows, and the query is an index scan in serial order.
 func TestListRevokedShardLarge(t *testing.T) {
@@ -428,40 +419,15 @@ func TestListRevokedShardLarge(t *testing.T) {
 		}
 	}
 
-	base := heapInUse()
-	var (
-		count     int
-		prev      []byte
-		maxGrowth int64
-	)
-	err := s.ListRevokedShard(ctx, issuer, 1, now, func(c *certdb.Certificate) error {
-		count++
-		sn := c.Serial.Bytes()
-		if prev != nil && bytes.Compare(prev, sn) >= 0 {
-			return fmt.Errorf("entry %d: serial %x after %x: not in serial order", count, sn, prev)
-		}
-		prev = sn
-		if c.DER != nil || c.Shard != 1 || c.Status != certdb.StatusRevoked || !c.NotAfter.After(now) || c.RevokedAt.IsZero() {
-			return fmt.Errorf("entry %d: %+v", count, c)
-		}
-		if count%20_000 == 0 {
-			maxGrowth = max(maxGrowth, int64(heapInUse())-int64(base))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if count != n {
-		t.Fatalf("ListRevokedShard() listed %d entries, want %d", count, n)
-	}
 	// Collecting 200,000 records would hold well over 50 MB; streaming holds
 	// one row and the driver's buffers.
-	const limit = 25 << 20
-	t.Logf("live heap growth while streaming %d entries: %d KiB", n, maxGrowth>>10)
-	if maxGrowth > limit {
-		t.Errorf("live heap grew by %d MiB while streaming %d entries; want < %d MiB (rows must not be collected)", maxGrowth>>20, n, limit>>20)
-	}
+	certdbtest.CheckShardStreams(t, s, issuer, 1, now, certdbtest.StreamCheck{Want: n, SampleEvery: 20_000, HeapLimit: 25 << 20,
+		Entry: func(c *certdb.Certificate) error {
+			if c.DER != nil || c.Shard != 1 || c.Status != certdb.StatusRevoked || !c.NotAfter.After(now) || c.RevokedAt.IsZero() {
+				return fmt.Errorf("%+v", c)
+			}
+			return nil
+		}})
 }
 
 // ListOCSPStale on 100,000 certificates walks the issuer's index in serial

@@ -1,11 +1,11 @@
 package postgres
 
 import (
-	"sync"
+	"fmt"
 	"testing"
 	"time"
 
-	"github.com/certctl/certctl/certdb"
+	"github.com/certctl/certctl/certdb/certdbtest"
 )
 
 // TestClaimAcrossStores: several Stores (separate pools, as separate
@@ -20,42 +20,15 @@ func TestClaimAcrossStores(t *testing.T) {
 	stores := []*Store{first, open(t, dsn), open(t, dsn), open(t, dsn)}
 	t0 := time.Now().UTC().Truncate(time.Microsecond)
 	const schedules = 50
-	for range schedules {
-		if err := first.AddScanSchedule(t.Context(), &certdb.ScanSchedule{Targets: []string{"svc.example.test"}, Interval: time.Hour, NextRun: t0}); err != nil {
-			t.Fatal(err)
+	certdbtest.AddDueSchedules(t, first, schedules, t0)
+	var claimers []certdbtest.ScheduleStore
+	for _, s := range stores {
+		for range 3 {
+			claimers = append(claimers, s)
 		}
 	}
 	for round := range 3 { // each round: every schedule due again
 		now := t0.Add(time.Duration(round) * 2 * time.Hour)
-		var (
-			mu    sync.Mutex
-			count = map[int64]int{}
-			wg    sync.WaitGroup
-		)
-		for _, s := range stores {
-			for range 3 {
-				wg.Go(func() {
-					got, err := s.ClaimDueSchedules(t.Context(), now, time.Minute)
-					if err != nil {
-						t.Errorf("ClaimDueSchedules = %v", err)
-						return
-					}
-					mu.Lock()
-					defer mu.Unlock()
-					for _, sc := range got {
-						count[sc.ID]++
-					}
-				})
-			}
-		}
-		wg.Wait()
-		if len(count) != schedules {
-			t.Errorf("round %d: %d schedules claimed, want %d", round, len(count), schedules)
-		}
-		for id, n := range count {
-			if n != 1 {
-				t.Errorf("round %d: schedule %d claimed %d times, want once", round, id, n)
-			}
-		}
+		certdbtest.CheckClaimedOnce(t, claimers, now, schedules, fmt.Sprintf("round %d", round))
 	}
 }

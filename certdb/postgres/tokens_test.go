@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,83 +19,16 @@ func TestTokensConcurrentProcesses(t *testing.T) {
 	ctx := t.Context()
 	dsn := pg.NewDatabase(t)
 	const n = 6
-	stores := make([]*Store, n)
-	for i := range stores {
-		stores[i] = open(t, dsn, WithMaxConns(3))
-	}
-	if err := stores[0].Migrate(ctx); err != nil {
+	first := open(t, dsn, WithMaxConns(3))
+	if err := first.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-
-	// race runs op three times per process, all released at once.
-	race := func(op func(s *Store) error) []error {
-		errs := make([]error, 3*n)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range errs {
-			wg.Go(func() {
-				<-start
-				errs[i] = op(stores[i%n])
-			})
-		}
-		close(start)
-		wg.Wait()
-		return errs
+	stores := []certdbtest.TokenAuditStore{first}
+	for len(stores) < n {
+		stores = append(stores, open(t, dsn, WithMaxConns(3)))
 	}
-	oneWinner := func(what string, errs []error, loser error) {
-		t.Helper()
-		won := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				won++
-			case !errors.Is(err, loser):
-				t.Errorf("%s in goroutine %d: %v, want nil or %v", what, i, err, loser)
-			}
-		}
-		if won != 1 {
-			t.Errorf("%s: %d calls succeeded, want exactly 1", what, won)
-		}
-	}
-	for round := range 5 {
-		tok := certdbtest.NewToken(fmt.Sprintf("tok-%d", round))
-		tok.SingleUse = true
-		if err := stores[0].CreateToken(ctx, tok); err != nil {
-			t.Fatal(err)
-		}
-		oneWinner("UseToken", race(func(s *Store) error { return s.UseToken(ctx, tok.ID, now) }), certdb.ErrTokenUsed)
-		oneWinner("RevokeToken", race(func(s *Store) error { return s.RevokeToken(ctx, tok.ID, now) }), certdb.ErrTokenRevoked)
-	}
-
-	const each = 20
-	errs := race(func(s *Store) error {
-		for j := range each {
-			if err := s.AppendAudit(ctx, &certdb.AuditEvent{Actor: "token:x", Action: "issue", Detail: fmt.Sprint(j)}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("writer %d: %v", i, err)
-		}
-	}
-	got, err := stores[1].ListAudit(ctx, certdb.AuditQuery{Limit: certdb.MaxLimit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[int64]bool{}
-	for _, e := range got {
-		if seen[e.ID] {
-			t.Fatalf("ID %d listed twice", e.ID)
-		}
-		seen[e.ID] = true
-	}
-	if want := 3 * n * each; len(got) != want {
-		t.Fatalf("ListAudit() = %d events, want %d", len(got), want)
-	}
+	// Three goroutines per process in every race.
+	certdbtest.RaceTokens(t, stores, certdbtest.RaceOptions{UseRacers: 3 * n, RevokeRacers: 3 * n, AuditWriters: 3 * n, AuditEach: 20})
 }
 
 // A database migrated by an old certctl (schema version 1, with
@@ -141,26 +73,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkMigrated(t, s)
-	if got, err := s.GetCertificate(ctx, c.Serial); err != nil || string(got.DER) != string(c.DER) || got.Shard != 0 ||
-		got.Status != certdb.StatusRevoked || !got.RevokedAt.Equal(now) {
-		t.Fatalf("certificate after the upgrade: %+v, %v", got, err)
-	}
-	var entries int
-	if err := s.ListRevokedShard(ctx, c.IssuerKeyID, 0, now, func(e *certdb.Certificate) error {
-		entries++
-		if e.Serial.Cmp(c.Serial) != 0 {
-			t.Errorf("ListRevokedShard() after the upgrade lists %x", e.Serial)
-		}
-		return nil
-	}); err != nil || entries != 1 {
-		t.Fatalf("ListRevokedShard() after the upgrade: %d entries, %v; want 1", entries, err)
-	}
-	if err := s.CreateToken(ctx, certdbtest.NewToken("tok")); err != nil {
-		t.Fatalf("CreateToken() after the upgrade: %v", err)
-	}
-	if err := s.AppendAudit(ctx, &certdb.AuditEvent{Action: "issue"}); err != nil {
-		t.Fatalf("AppendAudit() after the upgrade: %v", err)
-	}
+	certdbtest.CheckUpgradedFromVersion1(t, s, c, now)
 }
 
 // PostgreSQL text cannot hold NUL: the store reports ErrInvalid, not an

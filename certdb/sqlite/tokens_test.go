@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,26 +51,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err := s.CheckSchema(ctx); err != nil {
 		t.Fatalf("CheckSchema() after Migrate = %v", err)
 	}
-	if got, err := s.GetCertificate(ctx, c.Serial); err != nil || string(got.DER) != string(c.DER) || got.Shard != 0 ||
-		got.Status != certdb.StatusRevoked || !got.RevokedAt.Equal(now) {
-		t.Fatalf("certificate after the upgrade: %+v, %v", got, err)
-	}
-	var entries int
-	if err := s.ListRevokedShard(ctx, c.IssuerKeyID, 0, now, func(e *certdb.Certificate) error {
-		entries++
-		if e.Serial.Cmp(c.Serial) != 0 {
-			t.Errorf("ListRevokedShard() after the upgrade lists %x", e.Serial)
-		}
-		return nil
-	}); err != nil || entries != 1 {
-		t.Fatalf("ListRevokedShard() after the upgrade: %d entries, %v; want 1", entries, err)
-	}
-	if err := s.CreateToken(ctx, certdbtest.NewToken("tok")); err != nil {
-		t.Fatalf("CreateToken() after the upgrade: %v", err)
-	}
-	if err := s.AppendAudit(ctx, &certdb.AuditEvent{Action: "issue"}); err != nil {
-		t.Fatalf("AppendAudit() after the upgrade: %v", err)
-	}
+	certdbtest.CheckUpgradedFromVersion1(t, s, c, now)
 }
 
 // Two stores on one file stand in for two processes: the UPDATE's WHERE
@@ -85,77 +65,7 @@ func TestTokensTwoStoresOneFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := openPath(t, path)
-	stores := []*Store{a, b}
-	now := time.Now()
-
-	race := func(n int, op func(i int, s *Store) error) []error {
-		errs := make([]error, n)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				errs[i] = op(i, stores[i%2])
-			})
-		}
-		close(start)
-		wg.Wait()
-		return errs
-	}
-	oneWinner := func(what string, errs []error, loser error) {
-		t.Helper()
-		won := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				won++
-			case !errors.Is(err, loser):
-				t.Errorf("%s in goroutine %d: %v, want nil or %v", what, i, err, loser)
-			}
-		}
-		if won != 1 {
-			t.Errorf("%s: %d calls succeeded, want exactly 1", what, won)
-		}
-	}
-
-	for round := range 5 {
-		tok := certdbtest.NewToken(fmt.Sprintf("tok-%d", round))
-		tok.SingleUse = true
-		if err := a.CreateToken(ctx, tok); err != nil {
-			t.Fatal(err)
-		}
-		oneWinner("UseToken", race(16, func(_ int, s *Store) error { return s.UseToken(ctx, tok.ID, now) }), certdb.ErrTokenUsed)
-		oneWinner("RevokeToken", race(8, func(_ int, s *Store) error { return s.RevokeToken(ctx, tok.ID, now) }), certdb.ErrTokenRevoked)
-	}
-
-	const each = 25
-	errs := race(4, func(i int, s *Store) error {
-		for j := range each {
-			if err := s.AppendAudit(ctx, &certdb.AuditEvent{Actor: fmt.Sprintf("w%d", i), Action: "issue", Detail: fmt.Sprint(j)}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("writer %d: %v", i, err)
-		}
-	}
-	got, err := b.ListAudit(ctx, certdb.AuditQuery{Limit: certdb.MaxLimit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[int64]bool{}
-	for _, e := range got {
-		if seen[e.ID] {
-			t.Fatalf("ID %d listed twice", e.ID)
-		}
-		seen[e.ID] = true
-	}
-	if len(got) != 4*each {
-		t.Fatalf("ListAudit() = %d events, want %d", len(got), 4*each)
-	}
+	certdbtest.RaceTokens(t, []certdbtest.TokenAuditStore{a, b}, certdbtest.RaceOptions{UseRacers: 16, RevokeRacers: 8, AuditWriters: 4, AuditEach: 25})
 }
 
 func TestTokenAuditWithClock(t *testing.T) {

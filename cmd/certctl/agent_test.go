@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/internal/pkitest"
 	"github.com/certctl/certctl/transport"
 )
 
@@ -26,7 +27,7 @@ type agentCA struct {
 	dir, apiAddr string
 	stop         context.CancelFunc
 	done         chan error
-	out, err     *syncBuffer
+	out, err     *pkitest.SyncBuffer
 }
 
 func startAgentCA(t *testing.T, validity, backdate string) *agentCA {
@@ -52,7 +53,7 @@ func startAgentCA(t *testing.T, validity, backdate string) *agentCA {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &agentCA{dir: dir, stop: cancel, done: make(chan error, 1), out: &syncBuffer{}, err: &syncBuffer{}}
+	c := &agentCA{dir: dir, stop: cancel, done: make(chan error, 1), out: &pkitest.SyncBuffer{}, err: &pkitest.SyncBuffer{}}
 	go func() {
 		c.done <- run(ctx, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, c.out, c.err)
 	}()
@@ -100,13 +101,13 @@ enroll_timeout: 30s
 
 type agentRun struct {
 	done     chan error
-	out, err *syncBuffer
+	out, err *pkitest.SyncBuffer
 	cancel   context.CancelFunc
 }
 
 func startAgent(t *testing.T, args ...string) *agentRun {
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &agentRun{done: make(chan error, 1), out: &syncBuffer{}, err: &syncBuffer{}, cancel: cancel}
+	a := &agentRun{done: make(chan error, 1), out: &pkitest.SyncBuffer{}, err: &pkitest.SyncBuffer{}, cancel: cancel}
 	go func() { a.done <- run(ctx, append([]string{"agent"}, args...), a.out, a.err) }()
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -371,7 +372,7 @@ func TestAgentHook(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs pkitest.SyncBuffer
 			a := newAgent(agentOptions{cert: "/x/c.pem", key: "/x/k.pem", hook: tt.hook, hookTimeout: 300 * time.Millisecond}, slog.New(slog.NewTextHandler(&logs, nil)))
 			if tt.name != "timeout" {
 				a.o.hookTimeout = 10 * time.Second

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/certctl/certctl/internal/pkitest"
 )
 
 // tlsserve [-clientca FILE] VAR CERT KEY [ADDR]: serve HTTPS (TLS 1.2+) on
@@ -130,7 +132,7 @@ func TestServeRunsScanSchedules(t *testing.T) {
 	f.Close()
 	runOK("scan", "schedule", "add", "--dir", dir, "--every", "1h", "--ca-bundle", filepath.Join(dir, rootCertFile), ln.Addr().String())
 
-	var stdout, stderr syncBuffer
+	var stdout, stderr pkitest.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, &stdout, &stderr)

@@ -20,28 +20,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/certctl/certctl/internal/pkitest"
 )
-
-// syncBuffer is an io.Writer safe to read while serve writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestServeFreshDirectory is the README's first command: serve on an empty
 // directory initialises a CA, prints where it listens, the root path and a
@@ -50,7 +33,7 @@ func TestServeFreshDirectory(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr pkitest.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, &stdout, &stderr)
@@ -196,7 +179,7 @@ func TestServeFreshDirectory(t *testing.T) {
 
 	// A second start on the same directory reuses the CA and prints no token.
 	ctx2, cancel2 := context.WithCancel(context.Background())
-	var out2, err2 syncBuffer
+	var out2, err2 pkitest.SyncBuffer
 	done2 := make(chan error, 1)
 	go func() {
 		done2 <- run(ctx2, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, &out2, &err2)

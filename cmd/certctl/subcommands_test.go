@@ -11,7 +11,10 @@ import (
 func TestDispatch(t *testing.T) {
 	var ran string
 	subs := []subcommand{
-		{"add", func(_ context.Context, _ *env, args []string) error { ran = "add " + strings.Join(args, " "); return nil }},
+		{"add", func(_ context.Context, _ *env, args []string) error {
+			ran = "add " + strings.Join(args, " ")
+			return nil
+		}},
 		{"list", func(context.Context, *env, []string) error { ran = "list"; return nil }},
 		{"remove", func(context.Context, *env, []string) error { ran = "remove"; return nil }},
 	}

@@ -44,6 +44,15 @@
 // [Postgres.ReplaceServerCertificate] rotates the server certificate without
 // a restart.
 //
+// # Certificates and logs
+//
+// [NewCA] makes a throwaway CA with crypto/x509 alone ([CA.NewIntermediate],
+// [CA.Issue] sign from templates), for tests that need certificates
+// certctl's profiles would not issue; internal/catest builds hierarchies
+// through certctl's own packages. [WriteCertsPEM] writes certificates to a
+// PEM file. [SyncBuffer] collects log or child-process output that a test
+// reads while it is still being written.
+//
 // # Certificate Transparency
 //
 // [StartCTLog] runs a real CT log (TesseraCT, static-ct-api) on 127.0.0.1,

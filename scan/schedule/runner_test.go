@@ -24,6 +24,7 @@ import (
 	"github.com/certctl/certctl/certdb"
 	"github.com/certctl/certctl/certdb/certdbtest"
 	"github.com/certctl/certctl/certdb/sqlite"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/scan"
 	"github.com/certctl/certctl/scan/targets"
 )
@@ -104,15 +105,7 @@ func (h *recordingHook) last() *Event {
 
 func openStore(t *testing.T) *sqlite.Store {
 	t.Helper()
-	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "certctl.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if err := s.Migrate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return catest.SQLiteStore(t)
 }
 
 type clock struct {

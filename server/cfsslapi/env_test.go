@@ -20,11 +20,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb"
 	"github.com/certctl/certctl/certdb/sqlite"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
 	"github.com/certctl/certctl/server/cfsslapi"
@@ -141,30 +141,11 @@ func mustNoErr(t testing.TB, err error) {
 // certificates chaining to the root are verified when sent.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx := t.Context()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "certctl.db"))
-	mustNoErr(t, err)
-	t.Cleanup(func() { store.Close() })
-	mustNoErr(t, store.Migrate(ctx))
+	store := catest.SQLiteStore(t)
 
-	rootKey, err := keys.Generate(keys.ECDSAP256)
-	mustNoErr(t, err)
-	root, err := ca.CreateRoot(ctx, store, rootKey, issuance.RootConfig{CommonName: "CFSSL API Test Root", Validity: 10 * 365 * 24 * time.Hour, MaxPathLen: 1}, "test", time.Now(), nil)
-	mustNoErr(t, err)
-	rootIss, err := issuance.NewIssuer(root, rootKey, issuance.IssuerConfig{})
-	mustNoErr(t, err)
-	interProfile, err := issuance.NewProfile("intermediate", issuance.DefaultProfiles()["intermediate"])
-	mustNoErr(t, err)
-	rootCA, err := ca.New(rootIss, nil, map[string]*issuance.Profile{"intermediate": interProfile}, store)
-	mustNoErr(t, err)
-	interKey, err := keys.Generate(keys.ECDSAP256)
-	mustNoErr(t, err)
-	ireq := &issuance.Request{PublicKey: interKey.Public()}
-	ireq.Subject.CommonName = "CFSSL API Test Intermediate"
-	inter, err := rootCA.Issue(ctx, ca.Request{Profile: "intermediate", Request: ireq, Requester: "test"})
-	mustNoErr(t, err)
-	iss, err := issuance.NewIssuer(inter.Certificate, interKey, issuance.IssuerConfig{})
-	mustNoErr(t, err)
+	hier := catest.NewHierarchy(t, catest.Options{Name: "CFSSL API Test", Store: store, RecordRoot: true, RootRequester: "test", Requester: "test"})
+	root := hier.Root
+	iss := hier.Issuer(t, issuance.IssuerConfig{})
 
 	data, err := os.ReadFile(filepath.Join("testdata", "ca-config.json"))
 	mustNoErr(t, err)
@@ -180,7 +161,7 @@ func newEnv(t *testing.T) *env {
 	clientProfile, err := issuance.NewProfile("mtls-client", issuance.DefaultProfiles()["client"])
 	mustNoErr(t, err)
 	profiles["mtls-client"] = clientProfile
-	c, err := ca.New(iss, [][]byte{inter.DER}, profiles, store)
+	c, err := ca.New(iss, hier.Chain(), profiles, store)
 	mustNoErr(t, err)
 
 	opts := cfg.Options()
@@ -196,7 +177,7 @@ func newEnv(t *testing.T) *env {
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
 	return &env{
-		ts: ts, root: root, inter: inter.Certificate, ca: c, store: store, cfg: cfg,
+		ts: ts, root: root, inter: hier.Intermediate, ca: c, store: store, cfg: cfg,
 		serverCA: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}),
 	}
 }

@@ -11,11 +11,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb"
+	"github.com/certctl/certctl/internal/pkitest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/server/cfsslapi"
 )
@@ -37,24 +37,6 @@ func (b errBackend) Revoke(context.Context, cfsslapi.Caller, *cfsslapi.RevokeReq
 
 func (b errBackend) CertInfo(context.Context, cfsslapi.Caller, *big.Int, []byte) (*x509.Certificate, error) {
 	return nil, b.err
-}
-
-// syncBuffer is a bytes.Buffer safe for the handler's logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestBackendErrorMapping(t *testing.T) {
@@ -83,7 +65,7 @@ func TestBackendErrorMapping(t *testing.T) {
 	csr := string(newCSR(t, "a.internal", "a.internal"))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs pkitest.SyncBuffer
 			h, err := cfsslapi.NewHandler(errBackend{tt.err}, cfsslapi.Options{
 				DefaultProfile: "server", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			mustNoErr(t, err)

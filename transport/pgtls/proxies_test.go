@@ -2,7 +2,6 @@ package pgtls_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/certctl/certctl/internal/pkitest"
 	"github.com/certctl/certctl/transport/pgtls"
 	"github.com/certctl/certctl/transport/proxy"
 )
@@ -104,30 +104,12 @@ func (d *proxyDir) write(t *testing.T, name string, data []byte) string {
 	return p
 }
 
-// lockedBuffer collects a child's output for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // startProxy runs argv in the foreground until the test ends and waits
 // until every address in addrs accepts connections. The child gets SIGKILL
 // if the test process dies.
 func startProxy(t *testing.T, addrs []string, cred *syscall.Credential, argv ...string) {
 	t.Helper()
-	var out lockedBuffer
+	var out pkitest.SyncBuffer
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
@@ -152,7 +134,7 @@ func startProxy(t *testing.T, addrs []string, cred *syscall.Credential, argv ...
 	}
 }
 
-func waitListening(t *testing.T, ctx context.Context, addr, name string, exited <-chan error, out *lockedBuffer) {
+func waitListening(t *testing.T, ctx context.Context, addr, name string, exited <-chan error, out *pkitest.SyncBuffer) {
 	t.Helper()
 	for {
 		var d net.Dialer

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/certctl/certctl/ca"
-	"github.com/certctl/certctl/certdb/sqlite"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/server"
 	"github.com/certctl/certctl/transport"
@@ -31,14 +31,7 @@ var _ pgtls.Identity = (*transport.Transport)(nil)
 func startCAServer(t *testing.T, validity time.Duration) (url, token string) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ca.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := catest.SQLiteStore(t)
 	cfg := issuance.DefaultProfiles()["client"]
 	cfg.Validity, cfg.Backdate = issuance.Duration(validity), 0
 	client, err := issuance.NewProfile("client", cfg)

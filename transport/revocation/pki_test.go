@@ -3,11 +3,9 @@ package revocation
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +16,7 @@ import (
 	"github.com/certctl/certctl/certdb"
 	"github.com/certctl/certctl/certdb/sqlite"
 	"github.com/certctl/certctl/crl"
+	"github.com/certctl/certctl/internal/catest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
 	"github.com/certctl/certctl/ocsp"
@@ -58,14 +57,6 @@ type pkiOptions struct {
 
 var keyCache sync.Map
 
-func newKey(t testing.TB) crypto.Signer {
-	k, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func cachedKey(t testing.TB, name string) crypto.Signer {
 	if k, ok := keyCache.Load(name); ok {
 		return k.(crypto.Signer)
@@ -85,53 +76,16 @@ func newPKI(t testing.TB, o pkiOptions) *testPKI {
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
 	t.Cleanup(p.srv.Close)
 
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "certdb.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := catest.SQLiteStore(t)
 	p.st = st
 
-	now := time.Now()
-	rootKey := newKey(t)
-	serial, _ := issuance.NewSerial(rand.Reader)
-	rootDER, err := issuance.SelfSignRoot(rootKey, issuance.RootConfig{CommonName: "Revocation Test Root", Validity: 10 * 365 * 24 * time.Hour, MaxPathLen: 1}, serial, now.Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.root, _ = x509.ParseCertificate(rootDER)
 	var rootCfg issuance.IssuerConfig
 	if o.rootCRL {
 		rootCfg.CRLDistributionPoints = []string{p.srv.URL + "/root/crl"}
 	}
-	rootIss, err := issuance.NewIssuer(p.root, rootKey, rootCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defaults := issuance.DefaultProfiles()
-	profile := func(name string) *issuance.Profile {
-		pr, err := issuance.NewProfile(name, defaults[name])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pr
-	}
-	rootCA, err := ca.New(rootIss, nil, map[string]*issuance.Profile{"intermediate": profile("intermediate")}, st, ca.WithClock(func() time.Time { return now.Add(-time.Hour) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.rootCA = rootCA
-	p.interKey = newKey(t)
-	req := &issuance.Request{PublicKey: p.interKey.Public()}
-	req.Subject.CommonName = "Revocation Test Intermediate"
-	inter, err := rootCA.Issue(ctx, ca.Request{Profile: "intermediate", Request: req, Requester: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.inter = inter.Certificate
+	hier := catest.NewHierarchy(t, catest.Options{Name: "Revocation Test", Now: time.Now().Add(-time.Hour), Store: st, Requester: "test", RootIssuer: rootCfg})
+	p.root, p.rootCA, p.inter, p.interKey = hier.Root, hier.RootCA, hier.Intermediate, hier.IntermediateKey
+	rootIss := hier.RootIssuer
 	cfg := issuance.IssuerConfig{CRLShards: o.shards}
 	if !o.noURLs {
 		cfg.OCSPServers = []string{p.srv.URL + "/ocsp"}
@@ -140,11 +94,9 @@ func newPKI(t testing.TB, o pkiOptions) *testPKI {
 			cfg.CRLDistributionPoints = []string{p.srv.URL + "/crl/" + issuance.ShardPlaceholder}
 		}
 	}
-	p.iss, err = issuance.NewIssuer(p.inter, p.interKey, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.ca, err = ca.New(p.iss, [][]byte{inter.DER}, map[string]*issuance.Profile{"server": profile("server"), "ocsp": profile("ocsp")}, st)
+	p.iss = hier.Issuer(t, cfg)
+	var err error
+	p.ca, err = ca.New(p.iss, hier.Chain(), catest.Profiles(t, "server", "ocsp"), st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	xocsp "golang.org/x/crypto/ocsp"
 
 	"github.com/certctl/certctl/certdb"
+	"github.com/certctl/certctl/internal/pkitest"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/ocsp"
 )
@@ -260,7 +261,7 @@ func TestUnavailable(t *testing.T) {
 	dead.CRLDistributionPoints = []string{deadURL + "/crl"}
 
 	t.Run("refused", func(t *testing.T) {
-		var logs syncBuffer
+		var logs pkitest.SyncBuffer
 		soft := New(WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 		if err := soft.Check(t.Context(), p.chain(&dead)); err != nil {
 			t.Fatalf("soft-fail: %v", err)
@@ -479,24 +480,6 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // BenchmarkCheckCached is the cost a handshake pays once the answer is cached.

@@ -139,13 +139,11 @@ func cmdScan(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if *jsonOut {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
 		out := res.Results
 		if out == nil {
 			out = []*scan.Result{}
 		}
-		if err := enc.Encode(out); err != nil {
+		if err := writeJSON(e.stdout, out); err != nil {
 			return err
 		}
 	} else {
@@ -469,9 +467,7 @@ func cmdScanScheduleList(ctx context.Context, e *env, args []string) error {
 			}
 			out = append(out, it)
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(e.stdout, out)
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(e.stdout, "no scan schedules (add one with 'certctl scan schedule add --every 1h TARGET…')")
@@ -608,9 +604,7 @@ func cmdScanHistory(ctx context.Context, e *env, args []string) error {
 			out[i] = item{ID: r.ID, Target: r.Target, Grade: r.Grade, ScannedAt: r.ScannedAt, NotAfter: r.NotAfter,
 				Serial: certdb.SerialHex(r.Serial), Changes: diffs[i], Result: r.Result}
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(e.stdout, out)
 	}
 	fmt.Fprintf(e.stdout, "scan history of %s (newest first):\n", t)
 	for i := range n {
@@ -658,9 +652,7 @@ func latestScans(ctx context.Context, e *env, c *common, jsonOut, verbose bool) 
 		for _, r := range recs {
 			out = append(out, item{ID: r.ID, Target: r.Target, Grade: r.Grade, ScannedAt: r.ScannedAt, NotAfter: r.NotAfter, Serial: certdb.SerialHex(r.Serial)})
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(e.stdout, out)
 	}
 	if len(recs) == 0 {
 		fmt.Fprintln(e.stdout, "no stored scans (scan with 'certctl scan --store TARGET…' or add a schedule)")

@@ -2,7 +2,10 @@
 # Installs what certctl's tests need on a fresh Debian/Ubuntu machine:
 #   - PostgreSQL server binaries (initdb, pg_ctl): tests start throwaway clusters
 #   - SoftHSM2 and OpenSC (pkcs11-tool): PKCS#11 tests
-#   - OpenSSL: interop peer (openssl verify, ocsp, crl, s_client)
+#   - OpenSSL: interop peer (openssl verify, ocsp, crl, s_client, s_server)
+#   - PgBouncer, HAProxy, tinyproxy: real proxies for transport/pgtls and transport/proxy
+# The CT log the tests use (TesseraCT) is built by the tests themselves, once,
+# from the pinned module in tools/ctlog (internal/pkitest/ctlog.go).
 # As root it installs missing packages with apt-get; otherwise it names them and fails.
 set -euo pipefail
 

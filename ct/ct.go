@@ -33,6 +33,7 @@ import (
 	cttls "github.com/google/certificate-transparency-go/tls"
 	ctx509 "github.com/google/certificate-transparency-go/x509"
 	"github.com/google/certificate-transparency-go/x509util"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certctl/certctl/issuance"
 )
@@ -146,10 +147,11 @@ func (r *Result) Quorum() error {
 // Submitter submits to the logs of one CT policy. It is safe for concurrent
 // use and never changes after NewSubmitter.
 type Submitter struct {
-	pol  *issuance.CTPolicy
-	logs []*logClient
-	log  *slog.Logger
-	now  func() time.Time
+	pol     *issuance.CTPolicy
+	logs    []*logClient
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *Metrics // nil: not counted
 }
 
 type logClient struct {
@@ -158,9 +160,10 @@ type logClient struct {
 }
 
 type config struct {
-	hc  *http.Client
-	log *slog.Logger
-	now func() time.Time
+	hc      *http.Client
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *Metrics
 }
 
 // Option configures NewSubmitter.
@@ -176,6 +179,67 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 // WithClock sets the clock that SCT timestamps are checked against (default
 // time.Now).
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// WithMetrics counts every submission in m (default: not counted).
+func WithMetrics(m *Metrics) Option { return func(c *config) { c.metrics = m } }
+
+// Metrics are the Prometheus metrics of CT submissions, one set shared by
+// every Submitter of a process (one per profile):
+//
+//	certctl_ct_submissions_total{log, kind, outcome}
+//	certctl_ct_submission_duration_seconds{log, kind}
+//
+// kind is precert or final; outcome is ok, bad_sct (the log answered with
+// an SCT that does not verify), timeout (no answer within the policy's
+// timeout) or error. It is safe for concurrent use.
+type Metrics struct {
+	submissions *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+}
+
+// NewMetrics registers the CT metrics with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certctl_ct_submissions_total",
+			Help: "Submissions to Certificate Transparency logs, by log URL, kind (precert, final) and outcome (ok, bad_sct, timeout, error).",
+		}, []string{"log", "kind", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "certctl_ct_submission_duration_seconds",
+			Help:    "Time from submitting to a CT log to its verified answer (or failure), by log URL and kind.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"log", "kind"}),
+	}
+	for _, c := range []prometheus.Collector{m.submissions, m.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("ct: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// observe records one submission to log that took d and ended with err.
+func (m *Metrics) observe(log string, pre bool, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	kind := "final"
+	if pre {
+		kind = "precert"
+	}
+	outcome := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrBadSCT):
+		outcome = "bad_sct"
+	case errors.Is(err, context.DeadlineExceeded):
+		outcome = "timeout"
+	default:
+		outcome = "error"
+	}
+	m.submissions.WithLabelValues(log, kind, outcome).Inc()
+	m.duration.WithLabelValues(log, kind).Observe(d.Seconds())
+}
 
 // maxSCTFutureSkew: an SCT stamped further in the future than this is
 // refused; relying parties reject SCTs from the future (RFC 6962 §5.2:
@@ -197,7 +261,7 @@ func NewSubmitter(pol *issuance.CTPolicy, opts ...Option) (*Submitter, error) {
 		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		cfg.hc = &http.Client{Transport: tr}
 	}
-	s := &Submitter{pol: pol, log: cfg.log, now: cfg.now}
+	s := &Submitter{pol: pol, log: cfg.log, now: cfg.now, metrics: cfg.metrics}
 	for _, l := range pol.Logs {
 		c, err := client.New(l.URL, cfg.hc, jsonclient.Options{
 			Logger:    slogPrintf{cfg.log.With("ct_log", l.URL)},
@@ -265,6 +329,7 @@ func (s *Submitter) submit(ctx context.Context, chain []*ctx509.Certificate, pre
 		wg.Go(func() {
 			lctx, cancel := context.WithTimeout(ctx, s.pol.Timeout)
 			defer cancel()
+			start := time.Now()
 			var sct *ctgo.SignedCertificateTimestamp
 			var err error
 			if pre {
@@ -275,6 +340,7 @@ func (s *Submitter) submit(ctx context.Context, chain []*ctx509.Certificate, pre
 			if err == nil {
 				err = s.check(l.cfg, chain, sct)
 			}
+			s.metrics.observe(l.cfg.URL, pre, time.Since(start), err)
 			if err != nil {
 				errs[j] = err
 				return

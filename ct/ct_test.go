@@ -15,6 +15,7 @@ import (
 	"github.com/google/certificate-transparency-go/ctutil"
 	cttls "github.com/google/certificate-transparency-go/tls"
 	ctx509 "github.com/google/certificate-transparency-go/x509"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certctl/certctl/ct"
 	"github.com/certctl/certctl/internal/catest"
@@ -194,21 +195,27 @@ func TestQuorumFailures(t *testing.T) {
 		wantOK    bool
 		wantCause error // in the failures, when set
 		timeout   time.Duration
+		failed    string // the second log's outcome in certctl_ct_submissions_total
 	}{
-		{"both good", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(b.URL, b.PublicKeyPEM, "B")}, 2, true, 2, true, nil, 10 * time.Second},
-		{"one log down", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(down.URL, down.PublicKeyPEM, "B")}, 2, false, 1, false, context.DeadlineExceeded, time.Second},
-		{"one log down, require 1", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(down.URL, down.PublicKeyPEM, "B")}, 1, false, 1, true, nil, 3 * time.Second},
-		{"slow log beyond timeout", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(slow.URL, b.PublicKeyPEM, "B")}, 2, false, 1, false, context.DeadlineExceeded, time.Second},
-		{"bad SCT signature", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(bad.URL, b.PublicKeyPEM, "B")}, 2, false, 1, false, ct.ErrBadSCT, 10 * time.Second},
-		{"SCT from another key", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(b.URL, down.PublicKeyPEM, "B")}, 2, false, 1, false, ct.ErrBadSCT, 10 * time.Second},
-		{"same operator twice", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(b.URL, b.PublicKeyPEM, "A")}, 2, false, 2, true, nil, 10 * time.Second},
+		{"both good", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(b.URL, b.PublicKeyPEM, "B")}, 2, true, 2, true, nil, 10 * time.Second, "ok"},
+		{"one log down", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(down.URL, down.PublicKeyPEM, "B")}, 2, false, 1, false, context.DeadlineExceeded, time.Second, "timeout"},
+		{"one log down, require 1", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(down.URL, down.PublicKeyPEM, "B")}, 1, false, 1, true, nil, 3 * time.Second, "timeout"},
+		{"slow log beyond timeout", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(slow.URL, b.PublicKeyPEM, "B")}, 2, false, 1, false, context.DeadlineExceeded, time.Second, "timeout"},
+		{"bad SCT signature", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(bad.URL, b.PublicKeyPEM, "B")}, 2, false, 1, false, ct.ErrBadSCT, 10 * time.Second, "bad_sct"},
+		{"SCT from another key", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(b.URL, down.PublicKeyPEM, "B")}, 2, false, 1, false, ct.ErrBadSCT, 10 * time.Second, "bad_sct"},
+		{"same operator twice", []issuance.CTLogConfig{logConfig(a.URL, a.PublicKeyPEM, "A"), logConfig(b.URL, b.PublicKeyPEM, "A")}, 2, false, 2, true, nil, 10 * time.Second, "ok"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			p := ctProfile(t, issuance.CTConfig{Logs: tt.logs, Require: tt.require, RequireDistinctOperators: tt.distinct,
 				Timeout: issuance.Duration(tt.timeout)})
-			sub, err := ct.NewSubmitter(p.CT())
+			reg := prometheus.NewRegistry()
+			m, err := ct.NewMetrics(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub, err := ct.NewSubmitter(p.CT(), ct.WithMetrics(m))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -219,6 +226,12 @@ func TestQuorumFailures(t *testing.T) {
 			}
 			if len(res.SCTs) != tt.wantSCTs {
 				t.Errorf("%d valid SCTs, want %d (failures: %v)", len(res.SCTs), tt.wantSCTs, res.Failures)
+			}
+			if got := submissions(t, reg, tt.logs[0].URL, "ok"); got != 1 {
+				t.Errorf("submissions{log=first, outcome=ok} = %v, want 1", got)
+			}
+			if got := submissions(t, reg, tt.logs[1].URL, tt.failed); got != 1 {
+				t.Errorf("submissions{log=second, outcome=%s} = %v, want 1", tt.failed, got)
 			}
 			qerr := res.Quorum()
 			if (qerr == nil) != tt.wantOK {
@@ -310,4 +323,28 @@ func FuzzParseSCTList(f *testing.F) {
 
 func ctgoSigAlg() cttls.SignatureAndHashAlgorithm {
 	return cttls.SignatureAndHashAlgorithm{Hash: cttls.SHA256, Signature: cttls.ECDSA}
+}
+
+// submissions reads certctl_ct_submissions_total{log, kind="precert", outcome}.
+func submissions(t *testing.T, reg *prometheus.Registry, log, outcome string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "certctl_ct_submissions_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["log"] == log && labels["kind"] == "precert" && labels["outcome"] == outcome {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

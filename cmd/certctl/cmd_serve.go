@@ -24,6 +24,7 @@ import (
 	"github.com/certctl/certctl/ca"
 	"github.com/certctl/certctl/certdb"
 	"github.com/certctl/certctl/crl"
+	"github.com/certctl/certctl/ct"
 	"github.com/certctl/certctl/issuance"
 	"github.com/certctl/certctl/keys"
 	"github.com/certctl/certctl/ocsp"
@@ -130,7 +131,12 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		}
 		fresh = true
 	}
-	l, err := loadCA(ctx, &c, log)
+	reg := prometheus.NewRegistry() // /metrics: the server's, the CT submitters' and the scan runner's
+	ctMetrics, err := ct.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	l, err := loadCA(ctx, &c, log, ca.WithCTOptions(ct.WithMetrics(ctMetrics)))
 	if err != nil {
 		return err
 	}
@@ -189,7 +195,6 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("issue the server's own certificate for %v: %w (check that profile \"server\" in %s allows these names, or pass --tls-name)", names, err, configFile)
 	}
 
-	reg := prometheus.NewRegistry() // /metrics: the server's and the scan runner's
 	scanRunner, err := newScanRunner(&c, l, log, reg)
 	if err != nil {
 		return err

@@ -146,3 +146,70 @@ func indent(s, prefix string) string {
 	}
 	return b.String() + "\n"
 }
+
+// certctl serve counts its CT submissions on /metrics: its own server
+// certificate (profile server, with a ct: section) goes through a real log.
+func TestServeCTMetrics(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	var initOut, initErr strings.Builder
+	if err := run(t.Context(), []string{"init", "--dir", dir}, &initOut, &initErr); err != nil {
+		t.Fatalf("init: %v\n%s", err, initErr.String())
+	}
+	inter, err := os.ReadFile(filepath.Join(dir, intermediateCertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg := pkitest.StartCTLog(t, inter)
+	path := filepath.Join(dir, configFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig(path, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := cfg.Profiles["server"]
+	pc.CT = &issuance.CTConfig{Require: 1, Timeout: issuance.Duration(10 * time.Second),
+		Logs: []issuance.CTLogConfig{{URL: lg.URL, PublicKey: lg.PublicKeyPEM, Operator: "Test Ops"}}}
+	cfg.Profiles["server"] = pc
+	out, err := marshalConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout, stderr pkitest.SyncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(stdout.String(), "API on https://") {
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited: %v\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	body := serveMetrics(t, dir, stdout.String())
+	want := `certctl_ct_submissions_total{kind="precert",log="` + lg.URL + `",outcome="ok"} 1`
+	if !strings.Contains(body, want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
+	if !strings.Contains(body, `certctl_ct_submission_duration_seconds_count{kind="precert",log="`+lg.URL+`"} 1`) {
+		t.Errorf("/metrics lacks the submission latency for %s", lg.URL)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve: %v", err)
+	}
+}

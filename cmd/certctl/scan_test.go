@@ -149,23 +149,9 @@ func TestServeRunsScanSchedules(t *testing.T) {
 		t.Errorf("webhook event = %v", ev)
 	}
 	// The API's /metrics counts the scan.
-	apiRe := regexp.MustCompile(`API on https://(127\.0\.0\.1:\d+)`)
-	m := apiRe.FindStringSubmatch(stdout.String())
-	if m == nil {
-		t.Fatalf("no API address in %q", stdout.String())
-	}
-	rootPEM, _ := os.ReadFile(filepath.Join(dir, rootCertFile))
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(rootPEM)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
-	res, err := client.Get("https://" + m[1] + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
+	body := serveMetrics(t, dir, stdout.String())
 	for _, want := range []string{`certctl_scans_total{outcome="ok"} 1`, `certctl_scan_events_total{kind="revoked"} 1`} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
@@ -200,4 +186,31 @@ func TestProgress(t *testing.T) {
 			t.Errorf("progress output %q lacks %q", out, want)
 		}
 	}
+}
+
+// serveMetrics fetches /metrics from the API of a `certctl serve` on dir,
+// whose address is in its stdout.
+func serveMetrics(t *testing.T, dir, stdout string) string {
+	t.Helper()
+	m := regexp.MustCompile(`API on https://(127\.0\.0\.1:\d+)`).FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("no API address in %q", stdout)
+	}
+	rootPEM, err := os.ReadFile(filepath.Join(dir, rootCertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(rootPEM)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	res, err := client.Get("https://" + m[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }

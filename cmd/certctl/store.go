@@ -126,8 +126,9 @@ func (l *loadedCA) Close() error {
 
 // loadCA reads the config, the intermediate key (a file, or a pkcs11: URI
 // in ca.intermediate_key) and certificates, and opens the store. The root key
-// is not read: it may be offline. Close releases the store and the key.
-func loadCA(ctx context.Context, c *common, log *slog.Logger) (*loadedCA, error) {
+// is not read: it may be offline. opts go to ca.New after its logger. Close
+// releases the store and the key.
+func loadCA(ctx context.Context, c *common, log *slog.Logger, opts ...ca.Option) (*loadedCA, error) {
 	cfg, err := c.loadConfig()
 	if err != nil {
 		return nil, err
@@ -158,7 +159,7 @@ func loadCA(ctx context.Context, c *common, log *slog.Logger) (*loadedCA, error)
 		closeKey()
 		return nil, err
 	}
-	authority, err := ca.New(iss, [][]byte{inter.Raw}, profiles, st, ca.WithLogger(log))
+	authority, err := ca.New(iss, [][]byte{inter.Raw}, profiles, st, append([]ca.Option{ca.WithLogger(log)}, opts...)...)
 	if err != nil {
 		st.Close()
 		closeKey()

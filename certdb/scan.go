@@ -58,6 +58,10 @@ type ScanStore interface {
 	// LatestScanResults returns the newest result of every target, ordered
 	// by Target.
 	LatestScanResults(ctx context.Context) ([]*ScanResult, error)
+	// PruneScanResults deletes the results scanned before before, except
+	// the newest result of each target (LatestScanResults and the next
+	// scan's diff keep their base), and returns how many it deleted.
+	PruneScanResults(ctx context.Context, before time.Time) (int64, error)
 	// AddScanSchedule stores s and sets s.ID, and s.CreatedAt and s.NextRun
 	// when they are zero (NextRun defaults to CreatedAt: due at once).
 	// ErrInvalid for a nil schedule, no targets or an empty one, a

@@ -31,6 +31,7 @@ func scanTests() []struct {
 		{"ScanResultRoundTrip", testScanResultRoundTrip},
 		{"ScanHistory", testScanHistory},
 		{"ScanLatest", testScanLatest},
+		{"ScanPrune", testScanPrune},
 		{"ScanResultInvalid", testScanResultInvalid},
 		{"ScanScheduleRoundTrip", testScanScheduleRoundTrip},
 		{"ScanScheduleInvalid", testScanScheduleInvalid},
@@ -230,6 +231,52 @@ func testScanLatest(t *testing.T, s certdb.ScanStore) {
 	wantTargets := []string{"a.example.test:8443", "postgres://db.example.test:5432", "z.example.test:443"}
 	if !slices.Equal(targets, wantTargets) {
 		t.Errorf("LatestScanResults targets = %v, want %v", targets, wantTargets)
+	}
+}
+
+// PruneScanResults deletes what is older than the cut-off but never a
+// target's newest result, however old.
+func testScanPrune(t *testing.T, s certdb.ScanStore) {
+	ctx := t.Context()
+	base := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	add := func(target string, days int) *certdb.ScanResult {
+		t.Helper()
+		r := NewScanResult(target, base.AddDate(0, 0, days))
+		if err := s.AddScanResult(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// a: scanned on days 0, 10, 20 and 30; b (gone since): days 0 and 5.
+	for _, d := range []int{0, 10, 20, 30} {
+		add("a.example.test:443", d)
+	}
+	add("b.example.test:443", 0)
+	lastB := add("b.example.test:443", 5)
+
+	n, err := s.PruneScanResults(ctx, base.AddDate(0, 0, 15)) // keep what is from day 15 on
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 { // a's days 0 and 10, b's day 0
+		t.Errorf("PruneScanResults deleted %d, want 3", n)
+	}
+	a, err := s.ScanHistory(ctx, "a.example.test:443", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != 2 || !a[0].ScannedAt.Equal(base.AddDate(0, 0, 30)) || !a[1].ScannedAt.Equal(base.AddDate(0, 0, 20)) {
+		t.Errorf("after pruning, a has %d results, want days 30 and 20", len(a))
+	}
+	b, err := s.ScanHistory(ctx, "b.example.test:443", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != 1 || b[0].ID != lastB.ID {
+		t.Errorf("after pruning, b has %d results, want only its newest (ID %d)", len(b), lastB.ID)
+	}
+	if n, err := s.PruneScanResults(ctx, base.AddDate(0, 0, 15)); err != nil || n != 0 {
+		t.Errorf("second PruneScanResults = %d, %v; want 0, nil", n, err)
 	}
 }
 

@@ -15,6 +15,18 @@ import (
 
 var _ certdb.ScanStore = (*Store)(nil)
 
+// PruneScanResults deletes results older than before, keeping each
+// target's newest (see certdb.ScanStore).
+func (s *Store) PruneScanResults(ctx context.Context, before time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM scan_results r
+		WHERE r.scanned_at < $1
+		AND r.id <> (SELECT l.id FROM scan_results l WHERE l.target = r.target ORDER BY l.scanned_at DESC, l.id DESC LIMIT 1)`, before)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: prune scan results before %s: %w", before.UTC().Format(time.RFC3339), err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // AddScanResult stores r and sets r.ID (from a sequence: increasing, with
 // possible gaps). ErrInvalid as certdb.ScanResult.Validate says.
 func (s *Store) AddScanResult(ctx context.Context, r *certdb.ScanResult) error {

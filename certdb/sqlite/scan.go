@@ -14,6 +14,18 @@ import (
 
 var _ certdb.ScanStore = (*Store)(nil)
 
+// PruneScanResults deletes results older than before, keeping each
+// target's newest (see certdb.ScanStore).
+func (s *Store) PruneScanResults(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM scan_results AS r
+		WHERE r.scanned_at < ?
+		AND r.id <> (SELECT l.id FROM scan_results AS l WHERE l.target = r.target ORDER BY l.scanned_at DESC, l.id DESC LIMIT 1)`, micros(before))
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: prune scan results before %s: %w", before.UTC().Format(time.RFC3339), err)
+	}
+	return res.RowsAffected()
+}
+
 // AddScanResult stores r and sets r.ID (increasing, never reused).
 // ErrInvalid as certdb.ScanResult.Validate says.
 func (s *Store) AddScanResult(ctx context.Context, r *certdb.ScanResult) error {

@@ -200,7 +200,7 @@ const configHeader = `# certctl configuration. Unknown fields are an error.
 #                 splits them into shards (the crl URL then needs "{shard}")
 # cfssl:          CFSSL-compatible API: default_profile, auth_keys (name: hex key, env:NAME or
 #                 file:PATH) and profile_auth_keys (profile: [key names]) for authsign
-# scan:           scheduled TLS scans run by serve: poll, concurrency, lease, expiry_warning (14d),
+# scan:           scheduled TLS scans run by serve: poll, concurrency, lease, expiry_warning (14d), retention (90d),
 #                 hooks (- webhook: URL, headers: {Authorization: env:NAME} | - exec: CMD; events, timeout)
 # profiles:       signing profiles. validity/backdate take Go durations or days ("30d").
 #                 names.dns patterns: "a.internal" exact, "*.svc.internal" one label,

@@ -26,6 +26,9 @@ type Config struct {
 	// ExpiryWarning: a certificate expiring within this fires "expiring".
 	// Default 14d.
 	ExpiryWarning Duration `yaml:"expiry_warning,omitempty" json:"expiry_warning,omitempty"`
+	// Retention is how long stored scan results are kept; each endpoint's
+	// newest result is kept however old. Default 90d.
+	Retention Duration `yaml:"retention,omitempty" json:"retention,omitempty"`
 	// Hooks are told about events.
 	Hooks []HookConfig `yaml:"hooks,omitempty" json:"hooks,omitempty"`
 }
@@ -51,6 +54,7 @@ const (
 	DefaultPoll          = 30 * time.Second
 	DefaultLease         = time.Minute
 	DefaultExpiryWarning = 14 * 24 * time.Hour
+	DefaultRetention     = 90 * 24 * time.Hour
 )
 
 // RunnerOptions returns the Runner options the configuration asks for,
@@ -58,8 +62,8 @@ const (
 // ErrInvalid and name the hook (by index, never by a header value).
 func (c Config) RunnerOptions(getenv func(string) string) ([]Option, error) {
 	switch {
-	case c.Poll < 0 || c.Lease < 0 || c.ExpiryWarning < 0:
-		return nil, fmt.Errorf("%w: scan: poll, lease and expiry_warning must not be negative", ErrInvalid)
+	case c.Poll < 0 || c.Lease < 0 || c.ExpiryWarning < 0 || c.Retention < 0:
+		return nil, fmt.Errorf("%w: scan: poll, lease, expiry_warning and retention must not be negative", ErrInvalid)
 	case c.Concurrency < 0:
 		return nil, fmt.Errorf("%w: scan: negative concurrency", ErrInvalid)
 	}
@@ -75,6 +79,9 @@ func (c Config) RunnerOptions(getenv func(string) string) ([]Option, error) {
 	}
 	if c.ExpiryWarning > 0 {
 		opts = append(opts, WithExpiryWarning(time.Duration(c.ExpiryWarning)))
+	}
+	if c.Retention > 0 {
+		opts = append(opts, WithRetention(time.Duration(c.Retention)))
 	}
 	for i, hc := range c.Hooks {
 		h, err := hc.build(getenv)

@@ -29,6 +29,7 @@ type Store interface {
 	// GetCertificate finds a served certificate in this CA's records, to
 	// tell whether it was revoked.
 	GetCertificate(ctx context.Context, serial *big.Int) (*certdb.Certificate, error)
+	PruneScanResults(ctx context.Context, before time.Time) (int64, error)
 }
 
 // Option configures NewRunner.
@@ -42,6 +43,7 @@ type runnerConfig struct {
 	lease       time.Duration
 	concurrency int
 	expiry      time.Duration
+	retention   time.Duration
 	log         *slog.Logger
 	now         func() time.Time
 	reg         prometheus.Registerer
@@ -70,6 +72,10 @@ func WithConcurrency(n int) Option { return func(c *runnerConfig) { c.concurrenc
 // WithExpiryWarning sets the window of the "expiring" event (default
 // DefaultExpiryWarning).
 func WithExpiryWarning(d time.Duration) Option { return func(c *runnerConfig) { c.expiry = d } }
+
+// WithRetention sets how long stored results are kept (default
+// DefaultRetention); each target's newest result is kept however old.
+func WithRetention(d time.Duration) Option { return func(c *runnerConfig) { c.retention = d } }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *runnerConfig) { c.log = l } }
@@ -105,15 +111,15 @@ type metrics struct {
 // registered (a second Runner on one registry).
 func NewRunner(st Store, opts ...Option) (*Runner, error) {
 	cfg := runnerConfig{scan: scan.Scan, poll: DefaultPoll, lease: DefaultLease, concurrency: DefaultConcurrency,
-		expiry: DefaultExpiryWarning, now: time.Now}
+		expiry: DefaultExpiryWarning, retention: DefaultRetention, now: time.Now}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if cfg.log == nil {
 		cfg.log = slog.New(slog.DiscardHandler)
 	}
-	if st == nil || cfg.scan == nil || cfg.poll <= 0 || cfg.lease < 0 || cfg.concurrency < 1 || cfg.expiry < 0 {
-		return nil, fmt.Errorf("%w: runner needs a store, a scan function, a positive poll interval and concurrency", ErrInvalid)
+	if st == nil || cfg.scan == nil || cfg.poll <= 0 || cfg.lease < 0 || cfg.concurrency < 1 || cfg.expiry < 0 || cfg.retention <= 0 {
+		return nil, fmt.Errorf("%w: runner needs a store, a scan function, a positive poll interval, concurrency and retention", ErrInvalid)
 	}
 	m := &metrics{
 		scans: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "certctl_scans_total",
@@ -138,11 +144,12 @@ func NewRunner(st Store, opts ...Option) (*Runner, error) {
 
 // Run claims and runs due schedules every poll interval (the first pass
 // after a random part of it, so that restarted processes do not line up)
-// until ctx ends; it returns ctx's error. Failures are logged and retried at
-// the next pass.
+// until ctx ends; it returns ctx's error. It also prunes stored results
+// (Prune) once an hour. Failures are logged and retried at the next pass.
 func (r *Runner) Run(ctx context.Context) error {
 	t := time.NewTimer(time.Duration(rand.Int64N(int64(r.cfg.poll)) + 1))
 	defer t.Stop()
+	var lastPrune time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -152,8 +159,32 @@ func (r *Runner) Run(ctx context.Context) error {
 		if _, err := r.RunDue(ctx); err != nil && ctx.Err() == nil {
 			r.cfg.log.ErrorContext(ctx, "scheduled scans failed", "err", err)
 		}
+		if now := r.cfg.now(); now.Sub(lastPrune) >= pruneInterval {
+			lastPrune = now
+			if _, err := r.Prune(ctx); err != nil && ctx.Err() == nil {
+				r.cfg.log.WarnContext(ctx, "pruning old scan results failed; retrying in an hour", "err", err)
+			}
+		}
 		t.Reset(r.cfg.poll)
 	}
+}
+
+// pruneInterval is how often Run prunes old results. Several processes may
+// prune at once: deleting is idempotent.
+const pruneInterval = time.Hour
+
+// Prune deletes the stored results older than the retention (WithRetention),
+// keeping each target's newest, and returns how many it deleted.
+func (r *Runner) Prune(ctx context.Context) (int64, error) {
+	cutoff := r.cfg.now().Add(-r.cfg.retention)
+	n, err := r.st.PruneScanResults(ctx, cutoff)
+	if err != nil {
+		return 0, fmt.Errorf("schedule: prune scan results: %w", err)
+	}
+	if n > 0 {
+		r.cfg.log.InfoContext(ctx, "pruned old scan results", "deleted", n, "before", cutoff.UTC().Format(time.RFC3339))
+	}
+	return n, nil
 }
 
 // RunDue claims the schedules due now and runs them, one after the other

@@ -672,3 +672,34 @@ func TestParseOptions(t *testing.T) {
 		t.Errorf("marshal = %s", b)
 	}
 }
+
+// Prune deletes what is older than the retention, counted from the runner's
+// clock, and keeps each target's newest result.
+func TestRunnerPrune(t *testing.T) {
+	st := openStore(t)
+	clk := &clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
+	r, err := NewRunner(st, WithClock(clk.Now), WithRetention(30*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, days := range []int{-60, -40, -20, -1} { // web: two inside the retention
+		if err := st.AddScanResult(t.Context(), certdbtest.NewScanResult("web.internal:443", clk.Now().AddDate(0, 0, days))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.AddScanResult(t.Context(), certdbtest.NewScanResult("old.internal:443", clk.Now().AddDate(0, 0, -100))); err != nil {
+		t.Fatal(err)
+	}
+	n, err := r.Prune(t.Context())
+	if err != nil || n != 2 {
+		t.Fatalf("Prune() = %d, %v; want 2 deleted", n, err)
+	}
+	web, _ := st.ScanHistory(t.Context(), "web.internal:443", 0)
+	old, _ := st.ScanHistory(t.Context(), "old.internal:443", 0)
+	if len(web) != 2 || len(old) != 1 {
+		t.Errorf("after Prune: web has %d results (want 2), old has %d (want its newest, 1)", len(web), len(old))
+	}
+	if _, err := NewRunner(st, WithRetention(0)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("NewRunner with retention 0 = %v, want ErrInvalid", err)
+	}
+}

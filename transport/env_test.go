@@ -308,6 +308,19 @@ func (e *echoServer) serve(t testing.TB, ln net.Listener) {
 	}()
 }
 
+// listenEcho runs an echoServer on tr.Listen (127.0.0.1) and returns it and
+// its address.
+func listenEcho(t testing.TB, tr *transport.Transport) (*echoServer, string) {
+	t.Helper()
+	ln, err := tr.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := &echoServer{}
+	es.serve(t, ln)
+	return es, ln.Addr().String()
+}
+
 func (e *echoServer) lastSerial() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()

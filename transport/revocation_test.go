@@ -58,13 +58,7 @@ func TestRevokedPeerRefused(t *testing.T) {
 
 	addrs := map[*transport.Transport]string{}
 	for _, srv := range []*transport.Transport{revokedSrv, goodSrv} {
-		ln, err := srv.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var es echoServer
-		es.serve(t, ln)
-		addrs[srv] = ln.Addr().String()
+		_, addrs[srv] = listenEcho(t, srv)
 	}
 
 	if err := c.gen1.ca.Revoke(ctx, revokedSrv.Current().Leaf.SerialNumber, certdb.ReasonKeyCompromise); err != nil {

@@ -192,18 +192,13 @@ func TestRotation(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	srv := newTransport(t, c.identity("srv.internal"), transport.WithAuthorizer(transport.AuthorizeDNS("cli.internal", "cli2.internal")), transport.WithRegisterer(reg))
 	cli := newTransport(t, c.identity("cli.internal"), transport.WithAuthorizer(transport.AuthorizeDNS("srv.internal")))
-	ln, err := srv.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var es echoServer
-	es.serve(t, ln)
+	es, ipAddr := listenEcho(t, srv)
 	ctx := context.Background()
-	addr := strings.Replace(ln.Addr().String(), "127.0.0.1", "srv.internal", 1)
-	dialer := &staticResolver{addr: ln.Addr().String()}
+	addr := strings.Replace(ipAddr, "127.0.0.1", "srv.internal", 1)
+	dialer := &staticResolver{addr: ipAddr}
 	cliD := newTransport(t, c.identity("cli2.internal"), transport.WithAuthorizer(transport.AuthorizeDNS("srv.internal")), transport.WithDialer(dialer))
 
-	conn, err := cli.Dial(ctx, "tcp", ln.Addr().String())
+	conn, err := cli.Dial(ctx, "tcp", ipAddr)
 	if err == nil {
 		conn.Close()
 		t.Fatal("Dial to 127.0.0.1 succeeded, but the server certificate does not name it")
@@ -305,14 +300,8 @@ func TestAuthorizer(t *testing.T) {
 	srv := newTransport(t, c.identity("srv.internal", "127.0.0.1"), transport.WithAuthorizer(gate))
 	good := newTransport(t, c.identity("spiffe://example.internal/good"), transport.WithAuthorizer(transport.AuthorizeDNS("srv.internal")))
 	bad := newTransport(t, c.identity("spiffe://example.internal/bad"), transport.WithAuthorizer(transport.AuthorizeDNS("srv.internal")))
-	ln, err := srv.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var es echoServer
-	es.serve(t, ln)
+	_, addr := listenEcho(t, srv)
 	ctx := context.Background()
-	addr := ln.Addr().String()
 
 	if conn, err := bad.Dial(ctx, "tcp", addr); err == nil {
 		// TLS 1.3: the client finishes first; the refusal arrives on read.
@@ -406,16 +395,11 @@ func TestCAOutage(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	srv := newTransport(t, c.identity("srv.internal", "127.0.0.1"), transport.WithAuthorizer(transport.AuthorizeAnyTrusted()), transport.WithRegisterer(reg))
 	cli := newTransport(t, c.identity("cli.internal"), transport.WithAuthorizer(transport.AuthorizeAnyTrusted()))
-	ln, err := srv.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var es echoServer
-	es.serve(t, ln)
+	_, addr := listenEcho(t, srv)
 	ctx := context.Background()
 	check := func(msg string) {
 		t.Helper()
-		conn, err := cli.Dial(ctx, "tcp", ln.Addr().String())
+		conn, err := cli.Dial(ctx, "tcp", addr)
 		if err != nil {
 			t.Fatalf("%s: %v", msg, err)
 		}
@@ -446,7 +430,7 @@ func TestCAOutage(t *testing.T) {
 
 	c.down.Store(true)
 	waitFor(t, 20*time.Second, "expiry", func() bool { return srv.Status().State == transport.StateExpired })
-	if conn, err := cli.Dial(ctx, "tcp", ln.Addr().String()); err == nil {
+	if conn, err := cli.Dial(ctx, "tcp", addr); err == nil {
 		if echo(conn, "x") == nil {
 			t.Error("expired certificate accepted")
 		}
@@ -465,15 +449,10 @@ func TestRootRollover(t *testing.T) {
 	}
 	srv := newTransport(t, c.identity("srv.internal", "127.0.0.1"), opts("cli.internal", "old.internal")...)
 	cli := newTransport(t, c.identity("cli.internal"), opts("srv.internal")...)
-	ln, err := srv.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var es echoServer
-	es.serve(t, ln)
+	_, addr := listenEcho(t, srv)
 	ctx := context.Background()
 	talk := func(tr *transport.Transport) error {
-		conn, err := tr.Dial(ctx, "tcp", ln.Addr().String())
+		conn, err := tr.Dial(ctx, "tcp", addr)
 		if err != nil {
 			return err
 		}
@@ -511,7 +490,7 @@ func TestRootRollover(t *testing.T) {
 		MinVersion: tls.VersionTLS12, InsecureSkipVerify: true,
 		Certificates: []tls.Certificate{*oldCert(t, c)},
 	}
-	conn, err := tls.Dial("tcp", ln.Addr().String(), oldCfg)
+	conn, err := tls.Dial("tcp", addr, oldCfg)
 	if err == nil {
 		err = echo(conn, "x")
 		conn.Close()
@@ -564,13 +543,8 @@ func TestHSMKey(t *testing.T) {
 		t.Fatal("renewed certificate is not for the HSM key")
 	}
 	cli := newTransport(t, c.identity("cli.internal"), transport.WithAuthorizer(transport.AuthorizeDNS("hsm.internal")))
-	ln, err := srv.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var es echoServer
-	es.serve(t, ln)
-	conn, err := cli.Dial(ctx, "tcp", ln.Addr().String())
+	_, addr := listenEcho(t, srv)
+	conn, err := cli.Dial(ctx, "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -587,13 +561,7 @@ func TestHostnameCheck(t *testing.T) {
 	t.Parallel()
 	c := newTestCA(t, time.Hour, time.Minute)
 	srv := newTransport(t, c.identity("spiffe://example.internal/srv"), transport.WithAuthorizer(transport.AuthorizeSPIFFEID("spiffe://example.internal/cli")))
-	ln, err := srv.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var es echoServer
-	es.serve(t, ln)
-	addr := ln.Addr().String()
+	_, addr := listenEcho(t, srv)
 	ctx := context.Background()
 	authz := transport.WithAuthorizer(transport.AuthorizeSPIFFEID("spiffe://example.internal/srv"))
 

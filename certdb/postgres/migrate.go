@@ -3,18 +3,14 @@ package postgres
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/certctl/certctl/certdb"
+	mig "github.com/certctl/certctl/certdb/internal/migrations"
 )
 
 // migrationFS holds the schema migrations, named NNNN_description.sql and
@@ -33,43 +29,9 @@ const migrateLockKey int64 = 0x6365727463746c01
 // the caller's context is done.
 const unlockTimeout = 10 * time.Second
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
 // migrations parses the embedded migrations, in version order.
-func migrations() ([]migration, error) {
-	return parseMigrations(migrationFS, "migrations")
-}
-
-func parseMigrations(fsys fs.FS, dir string) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, e := range entries { // ReadDir sorts by name; zero padding makes that version order
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || len(num) != 4 || !strings.HasSuffix(name, ".sql") {
-			return nil, fmt.Errorf("migration %s: name is not NNNN_description.sql", name)
-		}
-		if v != len(out)+1 {
-			return nil, fmt.Errorf("migration %s: version %d, want %d (versions must be 1, 2, 3… without gaps)", name, v, len(out)+1)
-		}
-		b, err := fs.ReadFile(fsys, path.Join(dir, name))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, name: name, sql: string(b)})
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no migrations")
-	}
-	return out, nil
+func migrations() ([]mig.Migration, error) {
+	return mig.Parse(migrationFS, "migrations")
 }
 
 const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -89,7 +51,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %v", err)
 	}
-	want := ms[len(ms)-1].version
+	want := ms[len(ms)-1].Version
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return s.dbError("migrate "+s.target, err)
@@ -113,16 +75,16 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	for _, m := range ms[cur:] {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name)
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
 			return err
 		})
 		if err != nil {
-			return s.dbError(fmt.Sprintf("migrate %s: %s", s.target, m.name), err)
+			return s.dbError(fmt.Sprintf("migrate %s: %s", s.target, m.Name), err)
 		}
-		s.log.InfoContext(ctx, "PostgreSQL schema migrated", "database", s.target, "version", m.version, "migration", m.name)
+		s.log.InfoContext(ctx, "PostgreSQL schema migrated", "database", s.target, "version", m.Version, "migration", m.Name)
 	}
 	return nil
 }
@@ -147,7 +109,7 @@ func (s *Store) SchemaVersion(ctx context.Context) (current, wanted int, err err
 	if err != nil {
 		return 0, 0, fmt.Errorf("postgres: schema version: %v", err)
 	}
-	wanted = ms[len(ms)-1].version
+	wanted = ms[len(ms)-1].Version
 	var exists bool
 	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
 		return 0, 0, s.dbError("schema version of "+s.target, err)

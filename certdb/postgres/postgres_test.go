@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -151,35 +150,9 @@ func TestCheckSchema(t *testing.T) {
 	}
 }
 
+// The embedded migrations parse (the parser's rules are tested in
+// certdb/internal/migrations).
 func TestParseMigrations(t *testing.T) {
-	file := func(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
-	tests := []struct {
-		name    string
-		fs      fstest.MapFS
-		wantErr string
-	}{
-		{"ok", fstest.MapFS{"m/0001_a.sql": file("A"), "m/0002_b.sql": file("B")}, ""},
-		{"gap", fstest.MapFS{"m/0001_a.sql": file("A"), "m/0003_c.sql": file("C")}, "want 2"},
-		{"not from 1", fstest.MapFS{"m/0002_b.sql": file("B")}, "want 1"},
-		{"no padding", fstest.MapFS{"m/1_a.sql": file("A")}, "NNNN_description.sql"},
-		{"no description", fstest.MapFS{"m/0001.sql": file("A")}, "NNNN_description.sql"},
-		{"not sql", fstest.MapFS{"m/0001_a.txt": file("A")}, "NNNN_description.sql"},
-		{"empty", fstest.MapFS{"m/.keep": nil}, "NNNN_description.sql"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ms, err := parseMigrations(tt.fs, "m")
-			if tt.wantErr == "" {
-				if err != nil || len(ms) != 2 || ms[1].version != 2 || ms[1].sql != "B" {
-					t.Fatalf("parseMigrations() = %+v, %v", ms, err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("parseMigrations() error = %v, want it to contain %q", err, tt.wantErr)
-			}
-		})
-	}
 	if _, err := migrations(); err != nil {
 		t.Fatalf("embedded migrations: %v", err)
 	}

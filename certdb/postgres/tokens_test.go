@@ -41,10 +41,10 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) < 3 || ms[1].name != "0002_tokens_audit.sql" || ms[2].name != "0003_revocation.sql" {
+	if len(ms) < 3 || ms[1].Name != "0002_tokens_audit.sql" || ms[2].Name != "0003_revocation.sql" {
 		t.Fatalf("embedded migrations: %d, want 0001, 0002_tokens_audit.sql, 0003_revocation.sql, …", len(ms))
 	}
-	for _, q := range []string{createMigrationsTable, ms[0].sql, `INSERT INTO schema_migrations (version, name) VALUES (1, 'v1')`} {
+	for _, q := range []string{createMigrationsTable, ms[0].SQL, `INSERT INTO schema_migrations (version, name) VALUES (1, 'v1')`} {
 		if _, err := s.pool.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}

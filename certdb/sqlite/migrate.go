@@ -3,14 +3,10 @@ package sqlite
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"strconv"
-	"strings"
 
 	"github.com/certctl/certctl/certdb"
+	mig "github.com/certctl/certctl/certdb/internal/migrations"
 )
 
 // migrationFS holds the schema migrations, named NNNN_description.sql and
@@ -20,43 +16,9 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
 // migrations parses the embedded migrations, in version order.
-func migrations() ([]migration, error) {
-	return parseMigrations(migrationFS, "migrations")
-}
-
-func parseMigrations(fsys fs.FS, dir string) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, e := range entries { // ReadDir sorts by name; zero padding makes that version order
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || !strings.HasSuffix(name, ".sql") || len(num) != 4 {
-			return nil, fmt.Errorf("migration %s: name is not NNNN_description.sql", name)
-		}
-		if v != len(out)+1 {
-			return nil, fmt.Errorf("migration %s: version %d, want %d (versions must be 1, 2, 3… without gaps)", name, v, len(out)+1)
-		}
-		b, err := fs.ReadFile(fsys, path.Join(dir, name))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, name: name, sql: string(b)})
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no migrations")
-	}
-	return out, nil
+func migrations() ([]mig.Migration, error) {
+	return mig.Parse(migrationFS, "migrations")
 }
 
 const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -75,7 +37,7 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("sqlite: migrate: %v", err)
 	}
-	want := ms[len(ms)-1].version
+	want := ms[len(ms)-1].Version
 
 	tx, err := s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: one migrator at a time
 	if err != nil {
@@ -99,14 +61,14 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 	}
 	var applied []string
 	for _, m := range ms[cur:] {
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("sqlite: migrate %s: %s: %v", s.path, m.name, err)
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("sqlite: migrate %s: %s: %v", s.path, m.Name, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-			m.version, m.name, micros(s.now())); err != nil {
-			return fmt.Errorf("sqlite: migrate %s: %s: %v", s.path, m.name, err)
+			m.Version, m.Name, micros(s.now())); err != nil {
+			return fmt.Errorf("sqlite: migrate %s: %s: %v", s.path, m.Name, err)
 		}
-		applied = append(applied, m.name)
+		applied = append(applied, m.Name)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: migrate %s: commit: %v", s.path, err)
@@ -124,7 +86,7 @@ func (s *Store) SchemaVersion(ctx context.Context) (current, wanted int, err err
 	if err != nil {
 		return 0, 0, fmt.Errorf("sqlite: schema version: %v", err)
 	}
-	wanted = ms[len(ms)-1].version
+	wanted = ms[len(ms)-1].Version
 	var n int
 	err = s.r.QueryRowContext(ctx,
 		`SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&n)

@@ -22,7 +22,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{createMigrationsTable, ms[0].sql,
+	for _, q := range []string{createMigrationsTable, ms[0].SQL,
 		`INSERT INTO schema_migrations (version, name, applied_at) VALUES (1, '0001_init.sql', 0)`} {
 		if _, err := s.w.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)

@@ -40,61 +40,11 @@ CONCURRENCY=${CONCURRENCY:-8}
 ROUNDS=${ROUNDS:-3}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 CFSSL_VERSION=v1.6.5
-for tool in go psql curl jq "$PGBIN/initdb" "$PGBIN/pg_ctl"; do
-	command -v "$tool" >/dev/null || { echo "ocsp-vs-cfssl: $tool not found" >&2; exit 1; }
-done
-
-W=$(mktemp -d "${TMPDIR:-/tmp}/certctl-ocspbench.XXXXXX")
-chmod 755 "$W"
-PIDS=()
-cleanup() {
-	local rc=$?
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-	done
-	if [ -f "$W/pg/data/postmaster.pid" ]; then
-		as_pg "$PGBIN/pg_ctl" -D "$W/pg/data" -m fast -w stop >/dev/null 2>&1 || true
-	fi
-	if [ "${KEEP:-0}" = 1 ]; then echo "ocsp-vs-cfssl: kept $W" >&2; else rm -rf "$W"; fi
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-freeport() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||
-		echo $((20000 + RANDOM % 20000))
-}
-wait_http() {
-	local url=$1
-	shift
-	for _ in $(seq 300); do
-		if curl -s -o /dev/null --max-time 2 "$@" "$url"; then return 0; fi
-		sleep 0.1
-	done
-	echo "ocsp-vs-cfssl: $url did not answer in 30 s" >&2
-	return 1
-}
-# stop PID: stop one process we started and forget it.
-stop() {
-	kill "$1" 2>/dev/null && wait "$1" 2>/dev/null || true
-	local keep=() p
-	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-	PIDS=("${keep[@]}")
-}
-log() { echo "== $*"; }
-HZ=$(getconf CLK_TCK)
-cpu_ms() { awk -v hz="$HZ" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
-pg_cpu_ms() {
-	local pm t p
-	pm=$(head -n 1 "$W/pg/data/postmaster.pid")
-	t=$(awk -v hz="$HZ" '{print int(($14 + $15 + $16 + $17) * 1000 / hz)}' "/proc/$pm/stat")
-	for p in $(pgrep -P "$pm"); do t=$((t + $(cpu_ms "$p" 2>/dev/null || echo 0))); done
-	echo "$t"
-}
-
-log "machine: $(nproc) CPUs, $(uname -sr), $(go version | cut -d' ' -f3-), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-log "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+BENCH=ocsp-vs-cfssl
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_init go psql curl jq "$PGBIN/initdb" "$PGBIN/pg_ctl"
+log_machine
 grep -q "github.com/cloudflare/cfssl $CFSSL_VERSION" go.mod || { echo "ocsp-vs-cfssl: go.mod does not require cfssl $CFSSL_VERSION" >&2; exit 1; }
 go build -o "$W/certctl" ./cmd/certctl
 go build -o "$W/loadgen" ./bench/loadgen
@@ -104,30 +54,10 @@ go build -o "$W/cfssljson" github.com/cloudflare/cfssl/cmd/cfssljson
 log "$("$W/certctl" version) / $("$W/cfssl" version | tr '\n' ' ')"
 
 # --- PostgreSQL ----------------------------------------------------------
-PGPORT=$(freeport)
-mkdir -p "$W/pg"
-[ "$(id -u)" = 0 ] && chown postgres:postgres "$W/pg"
-as_pg "$PGBIN/initdb" -D "$W/pg/data" -U postgres --auth-local=trust --auth-host=trust -E UTF8 --locale=C.UTF-8 >"$W/pg/initdb.log"
-cat >>"$W/pg/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PGPORT
-unix_socket_directories = '$W/pg'
-fsync = on
-synchronous_commit = on
-full_page_writes = on
-max_connections = 200
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$W/pg/data" -l "$W/pg/server.log" -w -t 60 start >/dev/null
-PSQL=(psql -h 127.0.0.1 -p "$PGPORT" -U postgres -X -q -At -v ON_ERROR_STOP=1)
-"${PSQL[@]}" -d postgres -c "CREATE DATABASE cfssl" -c "CREATE DATABASE certctl"
-log "PostgreSQL $("${PSQL[@]}" -d postgres -c 'SHOW server_version') on port $PGPORT (fsync, synchronous_commit on)"
+start_pg cfssl certctl
 DSN_CFSSL="postgres://postgres@127.0.0.1:$PGPORT/cfssl?sslmode=disable"
 DSN_CERTCTL="postgres://postgres@127.0.0.1:$PGPORT/certctl?sslmode=disable"
-MIGRATIONS="$(go env GOMODCACHE)/github.com/cloudflare/cfssl@$CFSSL_VERSION/certdb/pg/migrations"
-[ -d "$MIGRATIONS" ] || go mod download "github.com/cloudflare/cfssl@$CFSSL_VERSION"
-for f in "$MIGRATIONS"/*.sql; do
-	sed -n '/^-- +goose Up/,/^-- +goose Down/p' "$f" | "${PSQL[@]}" -d cfssl
-done
+cfssl_schema cfssl
 
 # --- cfssl CA: ECDSA P-256 root, intermediate, delegated OCSP responder ---
 C="$W/cfssl-ca"

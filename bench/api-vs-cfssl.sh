@@ -56,45 +56,7 @@ DSN_CERTCTL="postgres://postgres@127.0.0.1:$PGPORT/certctl?sslmode=disable"
 cfssl_schema cfssl
 
 # --- cfssl CA: ECDSA P-256 root and intermediate, like certctl init ------
-C="$W/cfssl-ca"
-mkdir -p "$C"
-# The "server" profile matches certctl's default one: 30 days, digitalSignature,
-# serverAuth, with OCSP, CRL and caIssuers URLs (certctl also backdates 1 min).
-cat >"$C/config.json" <<'JSON'
-{
-  "signing": {
-    "default": {"expiry": "720h", "usages": ["digital signature", "server auth"]},
-    "profiles": {
-      "server": {
-        "expiry": "720h",
-        "usages": ["digital signature", "server auth"],
-        "ocsp_url": "http://127.0.0.1:8081/ocsp",
-        "crl_url": "http://127.0.0.1:8081/crl",
-        "issuer_urls": ["http://127.0.0.1:8081/ca.crt"]
-      },
-      "intermediate": {
-        "expiry": "43800h",
-        "usages": ["cert sign", "crl sign", "digital signature"],
-        "ca_constraint": {"is_ca": true, "max_path_len": 0, "max_path_len_zero": true}
-      }
-    }
-  }
-}
-JSON
-cat >"$C/root.json" <<'JSON'
-{"CN": "cfssl Bench Root", "key": {"algo": "ecdsa", "size": 256}, "ca": {"expiry": "87600h"}}
-JSON
-cat >"$C/inter.json" <<'JSON'
-{"CN": "cfssl Bench Intermediate", "key": {"algo": "ecdsa", "size": 256}}
-JSON
-(
-	cd "$C"
-	"$W/cfssl" gencert -loglevel 2 -initca root.json | "$W/cfssljson" -bare root
-	"$W/cfssl" genkey -loglevel 2 inter.json | "$W/cfssljson" -bare inter
-	"$W/cfssl" sign -loglevel 2 -ca root.pem -ca-key root-key.pem -config config.json -profile intermediate inter.csr |
-		"$W/cfssljson" -bare inter
-)
-printf '{"driver": "postgres", "data_source": "%s"}\n' "$DSN_CFSSL" >"$C/db.json"
+cfssl_ca http://127.0.0.1:8081/ocsp
 CFSSL_PORT=$(freeport)
 "$W/cfssl" serve -address 127.0.0.1 -port "$CFSSL_PORT" -ca "$C/inter.pem" -ca-key "$C/inter-key.pem" \
 	-config "$C/config.json" -db-config "$C/db.json" >"$W/cfssl.log" 2>&1 &

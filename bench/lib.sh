@@ -7,6 +7,7 @@
 #                        (fsync, synchronous_commit, full_page_writes on) on
 #                        $PGPORT, databases DB…; sets PSQL (an array)
 #   cfssl_schema DB      cfssl $CFSSL_VERSION's certdb schema into DB
+#   cfssl_ca OCSP_URL    a cfssl root + intermediate CA and its config in $C
 #   as_pg, freeport, wait_http URL [curl args…], stop PID, log, log_machine,
 #   cpu_ms PID, pg_cpu_ms
 
@@ -119,4 +120,47 @@ cfssl_schema() {
 	for f in "$migrations"/*.sql; do
 		sed -n '/^-- +goose Up/,/^-- +goose Down/p' "$f" | "${PSQL[@]}" -d "$1"
 	done
+}
+
+# cfssl_ca OCSP_URL: a cfssl CA in $C ($W/cfssl-ca) like `certctl init`: an
+# ECDSA P-256 root and intermediate (inter.pem, inter-key.pem), config.json
+# with profiles "server" (matching certctl's default: 30 days,
+# digitalSignature, serverAuth, with OCSP_URL and CRL/caIssuers URLs; certctl
+# also backdates 1 min), "intermediate" and "ocsp" (a delegated responder),
+# and db.json pointing at $DSN_CFSSL.
+cfssl_ca() {
+	C="$W/cfssl-ca"
+	mkdir -p "$C"
+	cat >"$C/config.json" <<JSON
+{
+  "signing": {
+    "default": {"expiry": "720h", "usages": ["digital signature", "server auth"]},
+    "profiles": {
+      "server": {
+        "expiry": "720h",
+        "usages": ["digital signature", "server auth"],
+        "ocsp_url": "$1",
+        "crl_url": "http://127.0.0.1:8081/crl",
+        "issuer_urls": ["http://127.0.0.1:8081/ca.crt"]
+      },
+      "intermediate": {
+        "expiry": "43800h",
+        "usages": ["cert sign", "crl sign", "digital signature"],
+        "ca_constraint": {"is_ca": true, "max_path_len": 0, "max_path_len_zero": true}
+      },
+      "ocsp": {"expiry": "720h", "usages": ["digital signature", "ocsp signing"]}
+    }
+  }
+}
+JSON
+	echo '{"CN": "cfssl Bench Root", "key": {"algo": "ecdsa", "size": 256}, "ca": {"expiry": "87600h"}}' >"$C/root.json"
+	echo '{"CN": "cfssl Bench Intermediate", "key": {"algo": "ecdsa", "size": 256}}' >"$C/inter.json"
+	(
+		cd "$C"
+		"$W/cfssl" gencert -loglevel 2 -initca root.json | "$W/cfssljson" -bare root
+		"$W/cfssl" genkey -loglevel 2 inter.json | "$W/cfssljson" -bare inter
+		"$W/cfssl" sign -loglevel 2 -ca root.pem -ca-key root-key.pem -config config.json -profile intermediate inter.csr |
+			"$W/cfssljson" -bare inter
+	)
+	printf '{"driver": "postgres", "data_source": "%s"}\n' "$DSN_CFSSL" >"$C/db.json"
 }

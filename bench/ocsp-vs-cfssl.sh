@@ -60,43 +60,13 @@ DSN_CERTCTL="postgres://postgres@127.0.0.1:$PGPORT/certctl?sslmode=disable"
 cfssl_schema cfssl
 
 # --- cfssl CA: ECDSA P-256 root, intermediate, delegated OCSP responder ---
-C="$W/cfssl-ca"
-mkdir -p "$C"
-cat >"$C/config.json" <<'JSON'
-{
-  "signing": {
-    "default": {"expiry": "720h", "usages": ["digital signature", "server auth"]},
-    "profiles": {
-      "server": {
-        "expiry": "720h",
-        "usages": ["digital signature", "server auth"],
-        "ocsp_url": "http://127.0.0.1:8081/",
-        "crl_url": "http://127.0.0.1:8081/crl",
-        "issuer_urls": ["http://127.0.0.1:8081/ca.crt"]
-      },
-      "intermediate": {
-        "expiry": "43800h",
-        "usages": ["cert sign", "crl sign", "digital signature"],
-        "ca_constraint": {"is_ca": true, "max_path_len": 0, "max_path_len_zero": true}
-      },
-      "ocsp": {"expiry": "720h", "usages": ["digital signature", "ocsp signing"]}
-    }
-  }
-}
-JSON
-echo '{"CN": "cfssl Bench Root", "key": {"algo": "ecdsa", "size": 256}, "ca": {"expiry": "87600h"}}' >"$C/root.json"
-echo '{"CN": "cfssl Bench Intermediate", "key": {"algo": "ecdsa", "size": 256}}' >"$C/inter.json"
+cfssl_ca http://127.0.0.1:8081/
 echo '{"CN": "cfssl Bench OCSP Responder", "key": {"algo": "ecdsa", "size": 256}}' >"$C/ocsp.json"
 (
 	cd "$C"
-	"$W/cfssl" gencert -loglevel 2 -initca root.json | "$W/cfssljson" -bare root
-	"$W/cfssl" genkey -loglevel 2 inter.json | "$W/cfssljson" -bare inter
-	"$W/cfssl" sign -loglevel 2 -ca root.pem -ca-key root-key.pem -config config.json -profile intermediate inter.csr |
-		"$W/cfssljson" -bare inter
 	"$W/cfssl" gencert -loglevel 2 -ca inter.pem -ca-key inter-key.pem -config config.json -profile ocsp ocsp.json |
 		"$W/cfssljson" -bare ocsp
 )
-printf '{"driver": "postgres", "data_source": "%s"}\n' "$DSN_CFSSL" >"$C/db.json"
 
 # --- issue COUNT certificates on each side ---------------------------------
 "$W/loadgen" --gen --csrs "$COUNT" --csr-file "$W/csrs.pem"
